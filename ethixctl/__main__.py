@@ -1,0 +1,3 @@
+from ethixctl.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout; messages on stderr.")]
+EnvOption = Annotated[
+    str | None,
+    typer.Option("--env", "-e", envvar="ETHIXCTL_ENV", help="Environment from ethixctl.toml (default: local)."),
+]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", envvar="ETHIXCTL_STATE_DIR", help="Local platform state (default: ~/.ethixctl/local)."
+    ),
+]
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; implied when CI is set or no TTY.")]
+DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Show what would change and change nothing.")]

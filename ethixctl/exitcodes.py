@@ -1,0 +1,27 @@
+"""The exit-code table, in one place so the CLI, the README and the tests agree."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    # Command-specific outcomes share 3 and 4; the table below says which command means what.
+    ROLLED_BACK = 3
+    TARGET_UNREACHABLE = 3
+    HELD = 4
+    PLATFORM_UNAVAILABLE = 5
+    INTERRUPTED = 130
+
+
+EXIT_CODE_TABLE: list[tuple[int, str, str]] = [
+    (0, "all", "success: promoted, rolled back on request, all smoke steps passed"),
+    (1, "all", "the operation failed (a smoke step failed, a gate could not be evaluated, …)"),
+    (2, "all", "bad usage: unknown flag or service, invalid playbook or config file"),
+    (3, "release", "the canary failed a gate and was rolled back automatically"),
+    (3, "smoke", "the target did not answer (network error after retries)"),
+    (4, "release", "held or frozen, or the analysis stayed inconclusive"),
+    (5, "all", "the platform is unreachable: control plane, Prometheus or `ethixctl up` not running"),
+    (130, "all", "interrupted (Ctrl-C / SIGTERM); durable state is kept for --resume"),
+]

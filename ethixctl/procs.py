@@ -1,0 +1,153 @@
+"""Starting, watching and stopping local processes (services, Caddy, Prometheus).
+
+Used by the local platform, by ``ethixctl serve`` and by the end-to-end tests, so there is one way
+to pick a free port, wait for readiness and stop a process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ethixctl.errors import EthixError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path | None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_pid(self.pid, timeout)
+        try:
+            self.popen.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def start(
+    name: str,
+    argv: list[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+) -> Process:
+    """Start ``argv`` in its own process group with a clean, explicit environment overlay."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - the child owns the descriptor from here on
+    else:
+        log = subprocess.DEVNULL  # type: ignore[assignment]
+    try:
+        popen = subprocess.Popen(
+            argv,
+            env=full_env,
+            cwd=cwd or REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        if log_path is not None:
+            log.close()
+    return Process(name, popen, log_path)
+
+
+def python_module(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``timeout``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def wait_http(url: str, *, timeout: float, process: Process | None = None, expect: int = 200) -> float:
+    """Poll ``url`` until it answers ``expect``; returns the seconds waited. Fails early if the process dies."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer"
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process is not None and not process.alive():
+                raise EthixError(
+                    f"{process.name} exited with code {process.popen.returncode} before it became ready",
+                    hint=process.log_tail() or None,
+                )
+            try:
+                response = client.get(url)
+                if response.status_code == expect:
+                    return time.monotonic() - started
+                last = f"HTTP {response.status_code}"
+            except httpx.TransportError as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+    raise EthixError(f"{url} not ready after {timeout:.0f}s (last: {last})")

@@ -1,0 +1,1 @@
+"""The EthixAI services ethixctl deploys: ``backend`` and ``ai_core``, with their shared ``common`` parts."""

@@ -1,0 +1,1 @@
+"""Parts both services share: settings, metrics and fault injection, the uvicorn runner."""
