@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -19,25 +19,29 @@ from ethixctl.exitcodes import EXIT_CODE_TABLE, ExitCode
 
 
 def _exit_code_epilog() -> str:
-    rows = "\n".join(f"  {code:>3}  {scope:<8} {meaning}" for code, scope, meaning in EXIT_CODE_TABLE)
-    return f"Exit codes:\n\n{rows}"
+    # "\b" tells click not to rewrap the paragraph that follows.
+    rows = "\n".join(f"{code:>3}  {scope:<8} {meaning}" for code, scope, meaning in EXIT_CODE_TABLE)
+    return f"\b\nExit codes:\n{rows}"
 
 
 app = typer.Typer(
     name="ethixctl",
     help=(
         "Operate the EthixAI platform: canary releases, rollbacks, smoke tests and the local platform.\n\n"
-        "Examples:\n\n"
-        "  ethixctl up                                  # start the local platform\n\n"
-        "  ethixctl status --json                       # services, revisions, traffic\n\n"
-        "  ethixctl release backend --image local/backend@sha256:…\n\n"
-        "  ethixctl rollback backend                    # back to the last good revision\n\n"
-        "  ethixctl smoke http://127.0.0.1:8080 --junit smoke.xml"
+        "\b\nExamples:\n"
+        "  ethixctl up                          # start the local platform\n"
+        "  ethixctl status --json               # services, revisions, traffic\n"
+        "  ethixctl build backend               # snapshot the source, print the image ref\n"
+        "  ethixctl release backend --image REF # canary 10% → 50% → 100%, gated on Prometheus\n"
+        "  ethixctl rollback backend            # back to the last good revision\n"
+        "  ethixctl smoke --env local --junit smoke.xml"
     ),
     epilog=_exit_code_epilog(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help imports markdown-it and friends, doubling start-up time.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -75,22 +79,25 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# typer vendors its own click; the exception classes are reachable through BadParameter's bases.
+_CLICK_USAGE_ERROR = cast("type[Exception]", typer.BadParameter.__mro__[1])
+_CLICK_EXCEPTION = cast("type[Exception]", typer.BadParameter.__mro__[2])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and maps failures to the documented exit codes."""
-    # typer vendors click; its exception classes are reachable through BadParameter's bases.
-    usage_error, click_exception = typer.BadParameter.__mro__[1:3]
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="ethixctl", standalone_mode=False)
     except EthixError as exc:
         output.error(exc.message, exc.hint)
         code = int(exc.exit_code)
-    except usage_error as exc:
+    except _CLICK_USAGE_ERROR as exc:
         exc.show()  # type: ignore[attr-defined]
         code = int(ExitCode.USAGE)
     except (KeyboardInterrupt, typer.Abort):
         output.error("interrupted")
         code = int(ExitCode.INTERRUPTED)
-    except click_exception as exc:
+    except _CLICK_EXCEPTION as exc:
         exc.show()  # type: ignore[attr-defined]
         code = int(exc.exit_code)  # type: ignore[attr-defined]
     except typer.Exit as exc:

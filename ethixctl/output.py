@@ -58,6 +58,12 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def line(text: str) -> None:
+    """Raw text on stdout, one line, no markup or wrapping (log lines, an image reference)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def show(renderable: RenderableType) -> None:
     """Human-readable data on stdout (tables, summaries)."""
     stdout().print(renderable)
@@ -69,6 +75,11 @@ def info(message: str) -> None:
 
 def success(message: str) -> None:
     stderr().print(f"[green]✓[/green] {message}")
+
+
+def failure(message: str) -> None:
+    """A check that ran and did not pass (a smoke step, a gate): the counterpart of ``success``."""
+    stderr().print(f"[red]✗[/red] {message}")
 
 
 def warn(message: str) -> None:

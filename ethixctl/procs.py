@@ -6,6 +6,7 @@ to pick a free port, wait for readiness and stop a process group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,10 +55,8 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_pid(self.pid, timeout)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def start(
@@ -109,10 +108,8 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         if not pid_alive(pid):
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def pid_alive(pid: int) -> bool:
@@ -131,7 +128,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_http(url: str, *, timeout: float, process: Process | None = None, expect: int = 200) -> float:
-    """Poll ``url`` until it answers ``expect``; returns the seconds waited. Fails early if the process dies."""
+    """Poll ``url`` until it answers ``expect``; returns the seconds waited.
+
+    Fails early, with the log tail, if ``process`` dies first.
+    """
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer"

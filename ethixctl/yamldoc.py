@@ -38,7 +38,9 @@ def load_yaml(text: str, path: str) -> tuple[Any, dict[Location, int]]:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        raise PlaybookError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {exc.problem}") from None
+        raise PlaybookError(
+            path, mark.line + 1 if mark else None, None, f"invalid YAML: {exc.problem}"
+        ) from None
     lines: dict[Location, int] = {}
     if node is not None:
         _walk(node, (), lines)
@@ -62,7 +64,9 @@ def parse(model: type[Model], text: str, path: str) -> Model:
     except ValidationError as exc:
         first = exc.errors()[0]
         # pydantic adds the union member or validator name to loc; keep only real field names/indexes.
-        loc = tuple(part for part in first["loc"] if isinstance(part, int) or not str(part).startswith("function"))
+        loc = tuple(
+            part for part in first["loc"] if isinstance(part, int) or not str(part).startswith("function")
+        )
         field = ".".join(str(part) for part in loc) or None
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise PlaybookError(path, _line_for(loc, lines), field, first["msg"] + more) from None

@@ -20,7 +20,11 @@ class RunningService:
 
 
 def start_service(
-    module: str, data_dir: Path, log_dir: Path, env: dict[str, str] | None = None, probe: str = "/health/startup"
+    module: str,
+    data_dir: Path,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    probe: str = "/health/startup",
 ) -> RunningService:
     port = procs.free_port()
     name = module.rsplit(".", 1)[-1]

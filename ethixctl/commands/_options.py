@@ -7,10 +7,14 @@ from typing import Annotated
 
 import typer
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout; messages on stderr.")]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output on stdout; messages on stderr.")
+]
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", "-e", envvar="ETHIXCTL_ENV", help="Environment from ethixctl.toml (default: local)."),
+    typer.Option(
+        "--env", "-e", envvar="ETHIXCTL_ENV", help="Environment from ethixctl.toml (default: local)."
+    ),
 ]
 StateDirOption = Annotated[
     Path | None,

@@ -24,7 +24,9 @@ LATENCY = Histogram(
     HTTP_LABELS,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
-ANALYSES = Counter("ethix_analyses_total", "Analyses finished, by outcome", ("service", "revision", "outcome"))
+ANALYSES = Counter(
+    "ethix_analyses_total", "Analyses finished, by outcome", ("service", "revision", "outcome")
+)
 ANALYSIS_DURATION = Histogram(
     "ethix_analysis_duration_seconds",
     "Time to compute one analysis",
@@ -57,9 +59,17 @@ def install(app: FastAPI, settings: ServiceSettings) -> None:
             response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", UNMATCHED_ROUTE)
-        labels = (settings.service_name, settings.revision, request.method, template, str(response.status_code))
+        labels = (
+            settings.service_name,
+            settings.revision,
+            request.method,
+            template,
+            str(response.status_code),
+        )
         REQUESTS.labels(*labels).inc()
         LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        # Lets `ethixctl rollback` measure when clients see only the target revision through the router.
+        response.headers["X-Ethix-Revision"] = settings.revision
         return response
 
     @app.get("/metrics", include_in_schema=False)

@@ -1,0 +1,284 @@
+"""``ethixctl release SERVICE --image REF``: a canary release driven by playbooks/release.yaml."""
+
+from __future__ import annotations
+
+import signal
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ethixctl import output
+from ethixctl.commands._options import DryRunFlag, EnvOption, JsonFlag, StateDirOption, YesFlag
+from ethixctl.errors import UsageError
+from ethixctl.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from ethixctl.release.notify import Event
+    from ethixctl.release.orchestrator import Result
+
+PANEL = "Releases"
+
+
+class OnFailure(StrEnum):
+    rollback = "rollback"
+    freeze = "freeze"
+
+
+def command(
+    service: Annotated[str, typer.Argument(help="Cloud Run service to release, e.g. backend.")],
+    image: Annotated[str | None, typer.Option("--image", help="Image of the new revision.")] = None,
+    set_env: Annotated[
+        list[str] | None,
+        typer.Option("--set-env", metavar="KEY=VALUE", help="Env var of the new revision (repeatable)."),
+    ] = None,
+    hold: Annotated[float | None, typer.Option("--hold", min=1, help="Seconds each step is held.")] = None,
+    interval: Annotated[
+        float | None, typer.Option("--interval", min=1, help="Seconds between analyses.")
+    ] = None,
+    load: Annotated[
+        float | None, typer.Option("--load", min=0.1, metavar="RPS", help="Send steady load during analysis.")
+    ] = None,
+    dry_run: DryRunFlag = False,
+    skip_canary: Annotated[
+        bool, typer.Option("--skip-canary", help="Hotfix: straight to 100% once ready. Recorded, loudly.")
+    ] = False,
+    on_failure: Annotated[
+        OnFailure, typer.Option("--on-failure", help="On a failed gate: roll back, or freeze the split.")
+    ] = OnFailure.rollback,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue (or roll back) the interrupted release of SERVICE.")
+    ] = False,
+    take_over_lock: Annotated[
+        bool, typer.Option("--take-over-lock", help="Take over a stale lock left by a dead ethixctl.")
+    ] = False,
+    smoke: Annotated[
+        bool | None,
+        typer.Option(
+            "--smoke/--no-smoke", help="Run the smoke suite on the canary's tag URL (default: backend)."
+        ),
+    ] = None,
+    playbook_path: Annotated[
+        Path | None, typer.Option("--playbook", help="Release playbook (default: playbooks/release.yaml).")
+    ] = None,
+    yes: YesFlag = False,
+    json: JsonFlag = False,
+    env: EnvOption = None,
+    state_dir: StateDirOption = None,
+) -> int:
+    """Release a new image of SERVICE as a canary: 10% → 50% → 100%, analysed at every step.
+
+    Each analysis checks the canary's error rate and P95 on Prometheus and compares it with the stable
+    revision (Mann-Whitney U); no data is never a pass. A failed gate moves 100% back to the stable
+    revision and keeps the canary at 0% with its tag. Exit codes: 0 promoted, 1 error, 2 bad usage or
+    playbook, 3 rolled back, 4 held/frozen or inconclusive, 5 platform unavailable.
+
+    \b
+    Examples:
+      ethixctl release backend --image local/backend:dev --load 20
+      ethixctl release backend --image local/backend:dev --set-env ETHIX_FAULT_ERROR_RATE=0.2 --hold 10
+      ethixctl release backend --image local/backend:dev --dry-run
+      ethixctl release --resume backend
+    """
+    output.configure(json_mode=json)
+    from ethixctl.release import playbook
+    from ethixctl.release.lock import ReleaseLock
+    from ethixctl.release.notify import Notifier
+    from ethixctl.release.orchestrator import Options, Orchestrator
+    from ethixctl.release.session import open_session, smoke_hook
+
+    if not resume and not image:
+        raise UsageError("--image is required (or --resume to continue an interrupted release)")
+    if resume and (image or set_env or skip_canary or dry_run):
+        raise UsageError(
+            "--resume continues the recorded release;"
+            " --image, --set-env, --skip-canary and --dry-run do not apply"
+        )
+    book = playbook.load(playbook_path)
+    session = open_session(env, state_dir)
+    try:
+        environment = session.environment
+        options = Options(
+            service=service, image=image or "", environment=environment.name, env=_parse_env(set_env or []),
+            hold=hold, interval=interval, load_rps=load, skip_canary=skip_canary, on_failure=on_failure.value,
+        )  # fmt: skip
+        platform = session.cloud_run()
+        with session.prometheus() as prometheus:
+            if dry_run:
+                return _dry_run(book, options, platform, prometheus, session, json=json)
+            if skip_canary:
+                output.warn("[bold]--skip-canary[/bold]: the new revision gets 100% with NO canary analysis")
+            question = f"Release {image} to {service} in {environment.name}?"
+            if not resume and not output.confirm(question, assume_yes=yes):
+                output.info("nothing changed")
+                return int(ExitCode.FAILED)
+            renderer = _Renderer(json=json)
+            notify = Notifier(
+                session.ledger,
+                service,
+                environment.name,
+                renderer,
+                book.notifications,
+                environment.slack_webhook,
+            )
+            use_smoke = smoke if smoke is not None else service == "backend"
+            orchestrator = Orchestrator(
+                platform, prometheus, session.ledger, book, notify, smoke=smoke_hook() if use_smoke else None
+            )
+            overrides = {"hold": hold, "interval": interval, "load_rps": load}
+            lock = ReleaseLock(environment.state_dir, environment.name, service)
+            lock.acquire(take_over_stale=resume or take_over_lock)
+            previous = signal.signal(signal.SIGTERM, _interrupt)
+            try:
+                with renderer:
+                    result = (
+                        orchestrator.resume(service, environment.name, overrides)
+                        if resume
+                        else orchestrator.start(options)
+                    )
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+                lock.release()
+        _summary(result, json=json)
+        return int(result.exit_code)
+    finally:
+        session.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM ends the run like Ctrl-C: state is already durable, the lock is released, exit 130.
+    raise KeyboardInterrupt
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise UsageError(f"--set-env expects KEY=VALUE with a valid variable name, got {key or pair!r}")
+        env[key] = value
+    return env
+
+
+def _dry_run(book: Any, options: Any, platform: Any, prometheus: Any, session: Any, *, json: bool) -> int:
+    from ethixctl.release import analysis
+    from ethixctl.release.orchestrator import plan, stable_of
+
+    stable = stable_of(platform.serving_split(options.service), options.service)
+    timing = book.timing(options.environment, options.hold, options.interval)
+    pending = session.ledger.in_progress(options.service, options.environment)
+    # There is no canary yet: the gates run against what would be judged now — a pending canary, else stable.
+    subject = pending.canary_revision if pending and pending.canary_revision else stable
+    verdict = analysis.evaluate(
+        prometheus, book, service=options.service, canary=subject, stable=stable, timing=timing,
+        compare=subject != stable,
+    )  # fmt: skip
+    the_plan = plan(book, timing, options, stable)
+    if json:
+        output.emit_json({"dry_run": True, "plan": the_plan, "gates_now": verdict.to_dict()})
+        return 0
+    output.show(
+        f"[bold]plan[/bold] {options.service}: {options.image} (stable {stable}, env {options.environment})"
+    )
+    for index, step in enumerate(the_plan["steps"], 1):
+        output.show(
+            f"  step {index}: {step['weight']}% canary, hold {step['hold']:g}s,"
+            f" analysis every {step['interval']:g}s"
+        )
+    gates = ", ".join(f"{g['name']} < {g['max']:g}" for g in the_plan["gates"])
+    output.show(f"  gates: {gates}; min {the_plan['min_requests']} requests per {timing.window:g}s window")
+    output.show(f"  on failure: {options.on_failure}; nothing was changed (--dry-run)")
+    output.show(f"[bold]gates now[/bold] on {subject}: {_esc(verdict.summary())}")
+    return 0
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class _Renderer:
+    """Events as a JSON stream (--json), a rich live panel (TTY) or plain lines (logs, CI)."""
+
+    def __init__(self, *, json: bool):
+        self.json = json
+        self.live: Any = None
+        self.status: dict[str, Any] = {}
+
+    def __enter__(self) -> _Renderer:
+        if not self.json and output.interactive():
+            from rich.live import Live
+
+            self.live = Live(self._panel(), console=output.stderr(), refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, event: Event) -> None:
+        if self.json:
+            output.emit_json(event.to_dict())
+            return
+        if event.kind in ("step", "gate"):
+            self.status.update(event.data)
+        style = {
+            "warning": "yellow",
+            "page": "bold red",
+            "rolled_back": "red",
+            "promoted": "green",
+            "held": "yellow",
+        }
+        color = style.get(event.kind)
+        line = f"[{color}]{_esc(event.message)}[/{color}]" if color else _esc(event.message)
+        if self.live is not None:
+            self.live.console.print(line)
+            self.live.update(self._panel())
+        else:
+            output.info(line)
+
+    def _panel(self) -> Any:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        data = self.status
+        if not data:
+            table.add_row("starting…")
+            return table
+        table.add_row(
+            "step", f"{data.get('step')}/{data.get('steps', '?')}", "weight", f"{data.get('weight')}%"
+        )
+        if "time_left" in data:
+            table.add_row(
+                "passes",
+                f"{data.get('passes')}/{data.get('needed')}",
+                "time left",
+                f"{data['time_left']:.0f}s",
+            )
+            verdict = data.get("verdict", {})
+            for gate in verdict.get("gates", []):
+                value = "no data" if gate["value"] is None else f"{gate['value']:.4g}"
+                table.add_row(gate["name"], value, "max", f"{gate['max']:g}")
+            table.add_row(
+                "verdict",
+                str(verdict.get("outcome", "")),
+                "next",
+                str(data.get("decision", {}).get("next", "")),
+            )
+        return table
+
+
+def _summary(result: Result, *, json: bool) -> None:
+    if json:
+        output.emit_json({"event": "result", **result.to_dict()})
+        return
+    message = f"{result.status}: {result.reason}"
+    if result.exit_code == ExitCode.OK:
+        output.success(_esc(message))
+    else:
+        output.warn(_esc(message))
+    if result.status == "rolled_back" and result.canary:
+        output.info(f"the canary {result.canary} is kept at 0% with its tag for inspection")

@@ -1,0 +1,72 @@
+"""``ethixctl status``: services, revisions, traffic, tags, readiness and what Prometheus sees."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ethixctl import output
+from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+
+PANEL = "Local platform"
+
+
+def command(
+    service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
+    json: JsonFlag = False,
+    env: EnvOption = None,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Show each service's revisions with traffic %, tags and URLs, readiness and Prometheus target health.
+
+    On the local platform it also shows whether the router, Prometheus and the control plane are alive.
+
+    Examples:
+
+      ethixctl status
+
+      ethixctl status backend --json
+    """
+    output.configure(json_mode=json)
+    from ethixctl.config import load_environment
+    from ethixctl.platform.status import collect
+
+    data = collect(load_environment(env, state_dir), service)
+    if json:
+        output.emit_json(data)
+    else:
+        _render(data)
+
+
+def _render(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    parts = data.get("platform")
+    if parts:
+        line = "  ".join(
+            f"{name}: {'[green]up[/green]' if ok == 'up' else '[red]' + ok + '[/red]'}"
+            for name, ok in parts.items()
+        )
+        output.show(f"[bold]{data['environment']}[/bold]  {line}")
+        if any(ok != "up" for ok in parts.values()):
+            output.warn("part of the platform is down: `ethixctl up` repairs it")
+    for svc in data["services"]:
+        output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
+        table = Table(show_header=True, header_style="bold")
+        for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):
+            table.add_column(column)
+        for rev in svc["revisions"]:
+            tags = ", ".join(f"{t['tag']} {t['url'] or ''}".strip() for t in rev["tags"])
+            table.add_row(
+                rev["name"],
+                f"{rev['percent']}%",
+                tags,
+                "[green]yes[/green]" if rev["ready"] else "[red]no[/red]",
+                "" if rev["restarts"] is None else str(rev["restarts"]),
+                rev["prometheus"],
+                rev["image"].split("@sha256:")[0]
+                + ("@" + rev["image"].split("@sha256:")[1][:12] if "@sha256:" in rev["image"] else ""),
+                rev["message"],
+            )
+        output.show(table)

@@ -1,0 +1,78 @@
+"""``ethixctl up``: start the local platform (or report and repair the running one)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ethixctl import output
+from ethixctl.commands._options import JsonFlag, StateDirOption
+
+PANEL = "Local platform"
+
+
+def command(
+    state_dir: StateDirOption = None,
+    json: JsonFlag = False,
+    free_ports: Annotated[
+        bool,
+        typer.Option(
+            "--free-ports", help="Use any free ports instead of the defaults (8080, 8081, 8090, 9090, 2019)."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for readiness.", min=1)
+    ] = 300.0,
+) -> None:
+    """Start the local platform: control plane, router (Caddy), Prometheus, backend and ai_core.
+
+    Idempotent: on a running platform it reports the URLs and restarts a dead router or Prometheus.
+    Data (database, bucket, metrics) is kept in the state dir across restarts.
+
+    Examples:
+
+      ethixctl up
+
+      ethixctl up --state-dir /tmp/ethix --free-ports --json
+    """
+    output.configure(json_mode=json)
+    from ethixctl.config import local_state_dir
+    from ethixctl.platform import lifecycle
+
+    directory = local_state_dir(state_dir)
+    if output.interactive() and not json:
+        with output.stderr().status("starting the platform") as spinner:
+            result = lifecycle.up(
+                directory, free_ports=free_ports, timeout=timeout, on_phase=lambda p: spinner.update(p)
+            )
+    else:
+        result = lifecycle.up(directory, free_ports=free_ports, timeout=timeout, on_phase=output.info)
+    info = result.info
+    data = {
+        "status": "already running" if result.already_running else "started",
+        "state_dir": str(directory),
+        "services": info["services"],
+        "control_plane_url": info["control_plane_url"],
+        "prometheus_url": info["prometheus_url"],
+        "repaired": result.repaired,
+        "cleaned_stale_pids": result.cleaned_pids,
+    }
+    if result.cleaned_pids:
+        output.warn(f"cleaned up after a previous run that did not stop cleanly (pids {result.cleaned_pids})")
+    if result.repaired:
+        output.success(f"repaired: {', '.join(result.repaired)}")
+    if json:
+        output.emit_json(data)
+        return
+    from rich.table import Table
+
+    output.success("platform " + data["status"] + f" (state dir {directory})")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("part")
+    table.add_column("URL")
+    for name, url in info["services"].items():
+        table.add_row(name, url)
+    table.add_row("prometheus", info["prometheus_url"])
+    table.add_row("control plane", info["control_plane_url"])
+    output.show(table)

@@ -1,0 +1,1 @@
+"""The local platform started by `ethixctl up`: control plane, runtime, router, Prometheus."""

@@ -1,0 +1,24 @@
+"""The local control plane: Cloud Run Admin API v2 and Secret Manager v1 REST subsets.
+
+Request and answer shapes come from the installed google-cloud-run / google-cloud-secret-manager
+proto-plus types, so the real client libraries (and ethixctl's production adapters) talk to it unchanged.
+
+Implemented (project `local`, region `local`; any other project/location names work the same way):
+
+- Cloud Run v2: `GET|POST /v2/projects/P/locations/L/services` (list, create with `?serviceId=`),
+  `GET|PATCH .../services/S` (get, update; `allowMissing`, etag checked), `GET .../services/S/revisions`,
+  `GET|DELETE .../revisions/R`, `GET /v2/projects/P/locations/L/operations/O`.
+- Secret Manager v1: `GET|POST /v1/projects/P/secrets` (`?secretId=`), `GET|PATCH|DELETE .../secrets/S`
+  (PATCH with `updateMask=versionAliases|labels|annotations`), `POST .../secrets/S:addVersion`,
+  `GET .../secrets/S/versions`, `GET .../versions/V` and `GET .../versions/V:access` (V: number, `latest`,
+  alias), `POST .../versions/V:enable|:disable|:destroy`.
+- `GET /healthz` for readiness checks.
+
+State: `store_dir/cloudrun.json`, `store_dir/secretmanager.json` (0600, atomic replacement) and the
+Fernet key `store_dir/secretmanager.key` (0600). Operations live in memory only. On start, `serve`
+restarts the revisions the stored traffic needs (after `ethixctl down` / `up`) and re-programs the router.
+"""
+
+from ethixctl.platform.controlplane.server import ControlPlaneServer, serve
+
+__all__ = ["ControlPlaneServer", "serve"]

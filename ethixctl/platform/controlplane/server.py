@@ -1,0 +1,262 @@
+"""The HTTP front of the control plane: a stdlib ThreadingHTTPServer routing the REST paths the
+google client libraries use (checked against their `transports/rest_base.py`).
+
+Run locally with project `local` and region `local`. Request bodies are parsed with the proto-plus
+types (`ignore_unknown_fields`), answers are their `to_json`, errors are google.rpc-style bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from google.cloud import run_v2
+from google.cloud import secretmanager_v1 as sm
+from google.protobuf import json_format
+
+from ethixctl.platform.controlplane import apierror
+from ethixctl.platform.controlplane.apierror import ApiError
+from ethixctl.platform.controlplane.cloudrun import CloudRun
+from ethixctl.platform.controlplane.secretmanager import SecretManager
+from ethixctl.platform.controlplane.store import message_to_dict as _msg
+from ethixctl.platform.runtime import Runtime
+
+PROJECT = "local"
+REGION = "local"
+_SEG = r"[^/:]+"
+_LOC = rf"/v2/(?P<loc>projects/{_SEG}/locations/{_SEG})"
+_PRJ = rf"/v1/(?P<prj>projects/{_SEG})"
+
+
+@dataclass
+class Request:
+    method: str
+    match: re.Match[str]
+    query: dict[str, str]
+    body: str
+
+    def __getitem__(self, group: str) -> str:
+        return unquote(self.match.group(group))
+
+
+Route = tuple[str, str, Callable[[Request], Any]]
+
+
+class ControlPlane:
+    """Dispatches a request to the Cloud Run or Secret Manager state; returns a JSON-able answer."""
+
+    def __init__(self, store_dir: Path, runtime: Runtime, startup_timeout: float):
+        self.secrets = SecretManager(store_dir / "secretmanager.json", store_dir / "secretmanager.key")
+        self.cloudrun = CloudRun(store_dir / "cloudrun.json", runtime, self.secrets, startup_timeout)
+        run, sec = self.cloudrun, self.secrets
+        svc = rf"{_LOC}/services/(?P<svc>{_SEG})"
+        rev = rf"{svc}/revisions/(?P<rev>{_SEG})"
+        secret = rf"{_PRJ}/secrets/(?P<sec>{_SEG})"
+        version = rf"{secret}/versions/(?P<ver>{_SEG})"
+        self.routes: list[Route] = [
+            (
+                "GET",
+                rf"{_LOC}/services",
+                lambda r: {"services": [_msg(s) for s in run.list_services(r["loc"])]},
+            ),
+            (
+                "POST",
+                rf"{_LOC}/services",
+                lambda r: _op(
+                    run.create_service(r["loc"], r.query.get("serviceId", ""), _parse(run_v2.Service, r.body))
+                ),
+            ),
+            ("GET", svc, lambda r: _msg(run.get_service(_svc(r)))),
+            (
+                "PATCH",
+                svc,
+                lambda r: _op(
+                    run.update_service(
+                        _svc(r), _parse(run_v2.Service, r.body), r.query.get("allowMissing") == "true"
+                    )
+                ),
+            ),
+            (
+                "GET",
+                rf"{svc}/revisions",
+                lambda r: {"revisions": [_msg(x) for x in run.list_revisions(_svc(r))]},
+            ),
+            ("GET", rev, lambda r: _msg(run.get_revision(_rev(r)))),
+            ("DELETE", rev, lambda r: _op(run.delete_revision(_rev(r), r.query.get("etag", "")))),
+            (
+                "GET",
+                rf"{_LOC}/operations/(?P<op>{_SEG})",
+                lambda r: _op(run.get_operation(f"{r['loc']}/operations/{r['op']}")),
+            ),
+            ("GET", rf"{_PRJ}/secrets", lambda r: {"secrets": [_msg(s) for s in sec.list_secrets(r["prj"])]}),
+            (
+                "POST",
+                rf"{_PRJ}/secrets",
+                lambda r: _msg(
+                    sec.create_secret(r["prj"], r.query.get("secretId", ""), _parse(sm.Secret, r.body))
+                ),
+            ),
+            ("GET", secret, lambda r: _msg(sec.get_secret(_sec(r)))),
+            ("DELETE", secret, lambda r: _empty(sec.delete_secret, _sec(r))),
+            (
+                "PATCH",
+                secret,
+                lambda r: _msg(
+                    sec.update_secret(
+                        _sec(r), _parse(sm.Secret, r.body), _mask(r.query.get("updateMask", ""))
+                    )
+                ),
+            ),
+            (
+                "POST",
+                rf"{secret}:addVersion",
+                lambda r: _msg(sec.add_version(_sec(r), _parse(sm.AddSecretVersionRequest, r.body).payload)),
+            ),
+            ("GET", rf"{secret}/versions", lambda r: _versions(sec.list_versions(_sec(r)))),
+            ("GET", version, lambda r: _msg(sec.get_version(_ver(r)))),
+            ("GET", rf"{version}:access", lambda r: _msg(sec.access(_ver(r)))),
+            (
+                "POST",
+                rf"{version}:(?P<action>enable|disable|destroy)",
+                lambda r: _msg(
+                    sec.change_state(
+                        _ver(r), r["action"], _parse(sm.DisableSecretVersionRequest, r.body).etag
+                    )
+                ),
+            ),
+        ]
+        self.compiled = [(m, re.compile(p + "$"), h) for m, p, h in self.routes]
+
+    def dispatch(self, method: str, target: str, body: str) -> tuple[int, Any]:
+        parts = urlsplit(target)
+        if method == "GET" and parts.path == "/healthz":
+            return 200, {"status": "ok"}
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        allowed = False
+        for route_method, pattern, handler in self.compiled:
+            match = pattern.match(parts.path)
+            if match is None:
+                continue
+            allowed = True
+            if route_method == method:
+                try:
+                    return 200, handler(Request(method, match, query, body))
+                except ApiError as exc:
+                    return exc.http_status, exc.body()
+        if allowed:
+            return 405, ApiError(405, "UNIMPLEMENTED", f"{method} is not supported on {parts.path}").body()
+        return 404, apierror.not_found(
+            f"the local control plane does not implement {method} {parts.path}"
+        ).body()
+
+
+def _parse(kind: Any, body: str) -> Any:
+    try:
+        return kind.from_json(body or "{}", ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError) as exc:
+        raise apierror.invalid_argument(f"invalid request body: {exc}") from None
+
+
+def _empty(call: Callable[[str], None], name: str) -> dict[str, Any]:
+    """Delete calls answer google.protobuf.Empty."""
+    call(name)
+    return {}
+
+
+def _op(operation: Any) -> dict[str, Any]:
+    return dict(json.loads(json_format.MessageToJson(operation)))
+
+
+def _versions(versions: list[sm.SecretVersion]) -> dict[str, Any]:
+    return {"versions": [_msg(v) for v in versions], "totalSize": len(versions)}
+
+
+def _mask(mask: str) -> list[str]:
+    return [field.strip() for field in mask.split(",") if field.strip()]
+
+
+def _svc(r: Request) -> str:
+    return f"{r['loc']}/services/{r['svc']}"
+
+
+def _rev(r: Request) -> str:
+    return f"{_svc(r)}/revisions/{r['rev']}"
+
+
+def _sec(r: Request) -> str:
+    return f"{r['prj']}/secrets/{r['sec']}"
+
+
+def _ver(r: Request) -> str:
+    return f"{_sec(r)}/versions/{r['ver']}"
+
+
+def _handler_class(plane: ControlPlane) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            try:
+                status, answer = plane.dispatch(self.command, self.path, body)
+            except Exception as exc:  # an unexpected bug answers 500 instead of dropping the connection
+                status, answer = 500, ApiError(500, "INTERNAL", f"{type(exc).__name__}: {exc}").body()
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # Every LRO poll would log a line on the daemon's stderr; the state files are the audit trail.
+            return
+
+    return Handler
+
+
+class ControlPlaneServer:
+    def __init__(self, plane: ControlPlane, httpd: ThreadingHTTPServer):
+        self.plane = plane
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="controlplane", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def shutdown(self) -> None:
+        self.plane.cloudrun.shutdown()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+def serve(
+    store_dir: Path,
+    runtime: Runtime,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    startup_timeout: float = 300.0,
+) -> ControlPlaneServer:
+    """Start the control plane in a background thread; stored services get their revisions restarted."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    plane = ControlPlane(store_dir, runtime, startup_timeout)
+    httpd = ThreadingHTTPServer((host, port), _handler_class(plane))
+    httpd.daemon_threads = True
+    server = ControlPlaneServer(plane, httpd)
+    plane.cloudrun.restore()
+    return server

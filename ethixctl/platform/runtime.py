@@ -1,0 +1,48 @@
+"""The contract between the control plane and whatever runs revisions (local processes + router)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+
+class RevisionState(str, Enum):
+    STARTING = "STARTING"
+    READY = "READY"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+
+@dataclass
+class RevisionSpec:
+    service: str
+    revision: str
+    configuration: str
+    image: str
+    env: dict[str, str]
+
+
+@dataclass
+class RevisionStatus:
+    state: RevisionState
+    url: str | None
+    message: str
+    restarts: int
+
+
+class Runtime(Protocol):
+    def start_revision(self, spec: RevisionSpec) -> None:
+        """Non-blocking: starts the process; READY after its startup probe passes."""
+
+    def revision_status(self, revision: str) -> RevisionStatus: ...
+
+    def apply_traffic(self, service: str, split: dict[str, int], tags: dict[str, str]) -> dict[str, str]:
+        """split: revision -> percent (sums to 100, only READY revisions); tags: tag -> revision.
+
+        Programs the router atomically without dropping in-flight requests; returns tag -> tag URL.
+        """
+
+    def service_url(self, service: str) -> str: ...
+
+    def stop_revision(self, revision: str) -> None: ...

@@ -1,0 +1,137 @@
+"""The local platform's state directory: where things are, what runs, and how to tell our processes apart.
+
+``platform.json`` says where the running platform answers; ``runtime.json`` lists revision processes.
+A pid is only ever signalled when the process behind it is provably ours (its command line or working
+directory names this state dir): after a crash or a reboot the same pid may belong to another program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ethixctl import procs
+
+PLATFORM_FILE = "platform.json"
+RUNTIME_FILE = "runtime.json"
+PORTS_FILE = "ports.json"
+PID_FILE = "daemon.pid"
+LOCK_FILE = "daemon.lock"
+DAEMON_MODULE = "ethixctl.platform.daemon"
+
+
+def default_state_dir() -> Path:
+    return Path.home() / ".ethixctl" / "local"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+
+
+def owned(pid: int, state_dir: Path) -> bool:
+    """Alive, and started by this state dir's platform (argv or cwd mentions the state dir)."""
+    if pid <= 1 or pid == os.getpid() or not procs.pid_alive(pid):
+        return False
+    root = str(state_dir.resolve())
+    # Match the dir itself or paths inside it, so /x/state does not claim /x/state2's processes.
+    if any(arg == root or arg.endswith("=" + root) or root + "/" in arg for arg in _cmdline(pid)):
+        return True
+    cwd = _cwd(pid)
+    return cwd is not None and (cwd == Path(root) or Path(root) in cwd.parents)
+
+
+def daemon_pid(state_dir: Path) -> int | None:
+    """The pid of this state dir's live daemon, or None (no pid file, dead, or pid reused)."""
+    try:
+        pid = int((state_dir / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if owned(pid, state_dir) and any(DAEMON_MODULE in arg for arg in _cmdline(pid)):
+        return pid
+    return None
+
+
+def lock_held(state_dir: Path) -> bool:
+    """True while a daemon holds the state dir's lock; the kernel drops it when the daemon dies."""
+    path = state_dir / LOCK_FILE
+    if not path.exists():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def platform_info(state_dir: Path) -> dict[str, Any] | None:
+    """``platform.json`` of a running daemon, else None."""
+    if daemon_pid(state_dir) is None:
+        return None
+    return read_json(state_dir / PLATFORM_FILE)
+
+
+def recorded_pids(state_dir: Path) -> list[int]:
+    """Every pid the platform wrote down: parts (Caddy, Prometheus, daemon) and revisions."""
+    pids: list[int] = []
+    platform = read_json(state_dir / PLATFORM_FILE) or {}
+    pids.extend(int(pid) for pid in (platform.get("pids") or {}).values() if isinstance(pid, int))
+    runtime = read_json(state_dir / RUNTIME_FILE) or {}
+    for revision in (runtime.get("revisions") or {}).values():
+        if isinstance(revision.get("pid"), int):
+            pids.append(revision["pid"])
+    return pids
+
+
+def recorded_ports(state_dir: Path) -> list[int]:
+    platform = read_json(state_dir / PLATFORM_FILE) or {}
+    ports = [int(port) for port in (platform.get("ports") or {}).values() if isinstance(port, int)]
+    runtime = read_json(state_dir / RUNTIME_FILE) or {}
+    ports.extend(
+        rev["port"] for rev in (runtime.get("revisions") or {}).values() if isinstance(rev.get("port"), int)
+    )
+    return ports
+
+
+def clean_stale(state_dir: Path) -> list[int]:
+    """After a crash: stop our leftover processes (only provably ours) and forget the dead daemon."""
+    stopped = []
+    for pid in recorded_pids(state_dir):
+        if owned(pid, state_dir):
+            procs.stop_pid(pid, timeout=5)
+            stopped.append(pid)
+    for name in (PID_FILE, PLATFORM_FILE, RUNTIME_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / name).unlink()
+    return stopped

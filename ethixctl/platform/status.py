@@ -1,0 +1,86 @@
+"""What ``ethixctl status`` reports, as data: gathered through the Cloud Run and Prometheus adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ethixctl.config import Environment
+from ethixctl.platform import state
+
+
+def collect(environment: Environment, only: str | None = None) -> dict[str, Any]:
+    from ethixctl.adapters.cloudrun import CloudRun
+    from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable
+
+    cloudrun = CloudRun(environment.project, environment.region, environment.run_endpoint)
+    # `ai_core` (the package) names the Cloud Run service `ai-core`; accept either spelling.
+    services = [cloudrun.get_service(only.replace("_", "-"))] if only else cloudrun.list_services()
+
+    targets: dict[str, str] = {}
+    prometheus_up = True
+    try:
+        with Prometheus(environment.prometheus_url, timeout=2.0) as prometheus:
+            for target in prometheus.targets():
+                if "revision" in target.labels:
+                    targets[target.labels["revision"]] = target.health
+    except PrometheusUnavailable:
+        prometheus_up = False
+
+    runtime: dict[str, Any] = {}
+    platform: dict[str, str] | None = None
+    if environment.kind == "local":
+        from ethixctl.platform.lifecycle import part_health
+
+        info = state.platform_info(environment.state_dir) or {}
+        runtime = (state.read_json(environment.state_dir / state.RUNTIME_FILE) or {}).get("revisions", {})
+        if info:
+            platform = {
+                name: "up" if ok else "down" for name, ok in part_health(info, environment.state_dir).items()
+            }
+
+    out = []
+    for svc in sorted(services, key=lambda s: s.name):
+        percent: dict[str, int] = {}
+        tags: dict[str, list[dict[str, str | None]]] = {}
+        for entry in svc.traffic:
+            if entry.revision is None:
+                continue
+            percent[entry.revision] = percent.get(entry.revision, 0) + entry.percent
+            if entry.tag:
+                tags.setdefault(entry.revision, []).append({"tag": entry.tag, "url": entry.uri})
+        revisions = []
+        for rev in sorted(cloudrun.list_revisions(svc.name), key=lambda r: r.create_time, reverse=True):
+            local = runtime.get(rev.name, {})
+            health = targets.get(rev.name)
+            revisions.append(
+                {
+                    "name": rev.name,
+                    "percent": percent.get(rev.name, 0),
+                    "tags": tags.get(rev.name, []),
+                    "ready": rev.ready,
+                    "state": local.get("state"),
+                    "restarts": local.get("restarts"),
+                    "message": rev.message,
+                    "image": rev.image,
+                    "created": rev.create_time.isoformat() if rev.create_time else None,
+                    "prometheus": health
+                    if health
+                    else ("unreachable" if not prometheus_up else "not scraped"),
+                }
+            )
+        out.append(
+            {
+                "name": svc.name,
+                "url": svc.uri,
+                "latest_ready_revision": svc.latest_ready_revision,
+                "traffic": {name: pct for name, pct in percent.items() if pct},
+                "revisions": revisions,
+            }
+        )
+    return {
+        "environment": environment.name,
+        "kind": environment.kind,
+        "platform": platform,
+        "prometheus_url": environment.prometheus_url,
+        "services": out,
+    }

@@ -1,0 +1,363 @@
+"""LocalRuntime: revisions as real uvicorn processes behind the Caddy router, scraped by Prometheus.
+
+A monitor thread probes starting revisions (READY once ``/health/startup`` answers 200) and restarts
+crashed ones with exponential backoff, on the same port when it is still free so the router keeps
+pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
+only, never to argv, logs or messages.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ethixctl import procs
+from ethixctl.errors import EthixError, UsageError
+from ethixctl.platform import images
+from ethixctl.platform.prometheus import PrometheusServer
+from ethixctl.platform.router import Listener, Router
+from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatus
+
+STARTUP_TIMEOUT = 180.0
+# A revision that dies this many times before it ever became ready is FAILED, like a Cloud Run deploy.
+MAX_EARLY_CRASHES = 3
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 30.0
+_TAG_SEPARATOR = "--tag--"
+
+
+@dataclass
+class _Revision:
+    spec: RevisionSpec
+    port: int
+    process: procs.Process | None = None
+    state: RevisionState = RevisionState.STARTING
+    message: str = "starting"
+    restarts: int = 0
+    ever_ready: bool = False
+    started_at: float = 0.0
+    ready_since: float = 0.0
+    next_restart: float | None = None
+    backoff: float = 1.0
+    cwd: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class _Traffic:
+    split: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class LocalRuntime:
+    """Implements :class:`ethixctl.platform.runtime.Runtime` on one machine."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        router: Router,
+        prometheus: PrometheusServer | None,
+        *,
+        service_ports: dict[str, int] | None = None,
+        on_change: Callable[[], None] | None = None,
+        poll_interval: float = 0.1,
+    ):
+        self.state_dir = state_dir
+        self.router = router
+        self.prometheus = prometheus
+        self._service_ports = dict(service_ports or {})
+        self._tag_ports: dict[tuple[str, str], int] = {}
+        self._on_change = on_change
+        self._poll_interval = poll_interval
+        self._lock = threading.RLock()
+        self._revisions: dict[str, _Revision] = {}
+        self._traffic: dict[str, _Traffic] = {}
+        self._closing = threading.Event()
+        self._http = httpx.Client(timeout=0.5)
+        self._monitor = threading.Thread(target=self._monitor_loop, name="revision-monitor", daemon=True)
+        self._monitor.start()
+
+    # -- Runtime protocol ------------------------------------------------------------------------------
+
+    def start_revision(self, spec: RevisionSpec) -> None:
+        with self._lock:
+            current = self._revisions.get(spec.revision)
+            if current is not None and current.state in (RevisionState.STARTING, RevisionState.READY):
+                return
+            revision = _Revision(spec=spec, port=procs.free_port())
+            self._revisions[spec.revision] = revision
+            try:
+                image = images.resolve(spec.image, self.state_dir / "images")
+            except EthixError as exc:
+                revision.state, revision.message = RevisionState.FAILED, exc.message
+                self._changed()
+                return
+            revision.cwd = image.path
+            self._spawn(revision)
+
+    def revision_status(self, revision: str) -> RevisionStatus:
+        with self._lock:
+            rev = self._revisions.get(revision)
+            if rev is None:
+                return RevisionStatus(RevisionState.STOPPED, None, "not running in this runtime", 0)
+            url = (
+                f"http://{rev.address}"
+                if rev.state in (RevisionState.STARTING, RevisionState.READY)
+                else None
+            )
+            return RevisionStatus(rev.state, url, rev.message, rev.restarts)
+
+    def apply_traffic(self, service: str, split: dict[str, int], tags: dict[str, str]) -> dict[str, str]:
+        with self._lock:
+            self._check_traffic(service, split, tags)
+            self._traffic[service] = _Traffic(dict(split), dict(tags))
+            return self._program(service)
+
+    def service_url(self, service: str) -> str:
+        with self._lock:
+            if service not in self._service_ports:
+                self._service_ports[service] = procs.free_port()
+            if service not in self.router.listeners():
+                self.router.set_listener(service, self._service_ports[service], {})
+            return f"http://127.0.0.1:{self._service_ports[service]}"
+
+    def stop_revision(self, revision: str) -> None:
+        with self._lock:
+            rev = self._revisions.get(revision)
+            if rev is None:
+                return
+            serving = self._traffic.get(rev.spec.service, _Traffic())
+            if serving.split.get(revision, 0) > 0:
+                raise UsageError(f"revision {revision} still serves {serving.split[revision]}% of traffic")
+            rev.state, rev.message, rev.next_restart = RevisionState.STOPPED, "stopped", None
+            process = rev.process
+        if process is not None:
+            process.stop()
+        if self.prometheus is not None:
+            self.prometheus.remove_target(revision)
+        self._changed()
+
+    # -- for the daemon, status and tests ----------------------------------------------------------
+
+    def reprogram_router(self) -> None:
+        """Re-send every listener, e.g. after the router was restarted."""
+        with self._lock:
+            for service in set(self._service_ports) | set(self._traffic):
+                if service in self._traffic:
+                    self._program(service)
+                else:
+                    self.router.set_listener(service, self._service_ports[service], {})
+
+    def reregister_targets(self) -> None:
+        if self.prometheus is None:
+            return
+        with self._lock:
+            for name, rev in self._revisions.items():
+                if rev.ever_ready and rev.state is not RevisionState.STOPPED:
+                    self.prometheus.set_target(rev.spec.service, name, rev.address)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What runs where: written to the state dir for ``status`` and ``down``."""
+        with self._lock:
+            return {
+                "revisions": {
+                    name: {
+                        "service": rev.spec.service,
+                        "state": rev.state.value,
+                        "message": rev.message,
+                        "restarts": rev.restarts,
+                        "port": rev.port,
+                        "pid": rev.process.pid if rev.process is not None and rev.process.alive() else None,
+                        "image": rev.spec.image,
+                    }
+                    for name, rev in self._revisions.items()
+                },
+                "services": {name: f"http://127.0.0.1:{port}" for name, port in self._service_ports.items()},
+                "traffic": {
+                    name: {"split": traffic.split, "tags": traffic.tags}
+                    for name, traffic in self._traffic.items()
+                },
+            }
+
+    def pid_of(self, revision: str) -> int | None:
+        with self._lock:
+            rev = self._revisions.get(revision)
+            return rev.process.pid if rev is not None and rev.process is not None else None
+
+    def shutdown(self) -> None:
+        self._closing.set()
+        self._monitor.join(timeout=5)
+        with self._lock:
+            running = [rev.process for rev in self._revisions.values() if rev.process is not None]
+            for rev in self._revisions.values():
+                rev.state, rev.next_restart = RevisionState.STOPPED, None
+        threads = [threading.Thread(target=process.stop) for process in running]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self._http.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _check_traffic(self, service: str, split: dict[str, int], tags: dict[str, str]) -> None:
+        if any(percent < 0 for percent in split.values()):
+            raise UsageError(f"traffic for {service}: percentages must not be negative: {split}")
+        if split and sum(split.values()) != 100:
+            raise UsageError(f"traffic for {service} must sum to 100, got {sum(split.values())}: {split}")
+        for revision, percent in split.items():
+            rev = self._revisions.get(revision)
+            if rev is None or rev.spec.service != service:
+                raise UsageError(f"revision {revision} is not a revision of {service}")
+            if percent > 0 and rev.state is not RevisionState.READY:
+                raise UsageError(
+                    f"revision {revision} is {rev.state.value}, only READY revisions take traffic"
+                )
+        for tag, revision in tags.items():
+            rev = self._revisions.get(revision)
+            if rev is None or rev.spec.service != service:
+                raise UsageError(f"tag {tag}: revision {revision} is not a revision of {service}")
+
+    def _program(self, service: str) -> dict[str, str]:
+        traffic = self._traffic[service]
+        if service not in self._service_ports:
+            self._service_ports[service] = procs.free_port()
+        listeners = {
+            service: Listener(
+                self._service_ports[service],
+                {
+                    self._revisions[rev].address: percent
+                    for rev, percent in traffic.split.items()
+                    if percent > 0
+                },
+            )
+        }
+        for tag, revision in traffic.tags.items():
+            port = self._tag_ports.setdefault((service, tag), procs.free_port())
+            listeners[f"{service}{_TAG_SEPARATOR}{tag}"] = Listener(
+                port, {self._revisions[revision].address: 1}
+            )
+        stale = [
+            f"{service}{_TAG_SEPARATOR}{tag}"
+            for (svc, tag) in list(self._tag_ports)
+            if svc == service and tag not in traffic.tags
+        ]
+        for name in stale:
+            self._tag_ports.pop((service, name.split(_TAG_SEPARATOR, 1)[1]), None)
+        self.router.set_many(listeners, remove=stale)
+        self._changed()
+        return {tag: f"http://127.0.0.1:{self._tag_ports[(service, tag)]}" for tag in traffic.tags}
+
+    def _spawn(self, rev: _Revision) -> None:
+        spec = rev.spec
+        assert rev.cwd is not None
+        module = images.resolve(spec.image, self.state_dir / "images").service
+        env = {
+            "ETHIX_DATA_DIR": str(self.state_dir / "data" / spec.service),
+            **spec.env,
+            "PORT": str(rev.port),
+            "K_SERVICE": spec.service,
+            "K_REVISION": spec.revision,
+            "K_CONFIGURATION": spec.configuration,
+            # The snapshot first on the path, so the revision runs its image's code, not the checkout.
+            "PYTHONPATH": str(rev.cwd),
+        }
+        rev.process = procs.start(
+            spec.revision,
+            [sys.executable, "-m", f"services.{module}"],
+            env=env,
+            log_path=self.state_dir / "logs" / spec.service / f"{spec.revision}.log",
+            cwd=rev.cwd,
+        )
+        rev.state, rev.message = RevisionState.STARTING, "waiting for the startup probe"
+        rev.started_at, rev.next_restart = time.monotonic(), None
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def _monitor_loop(self) -> None:
+        while not self._closing.wait(self._poll_interval):
+            try:
+                self._tick()
+            except Exception as exc:
+                print(f"revision monitor: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        to_probe: list[tuple[str, str, int]] = []
+        with self._lock:
+            for name, rev in self._revisions.items():
+                if rev.state in (RevisionState.STOPPED, RevisionState.FAILED) or rev.process is None:
+                    continue
+                if not rev.process.alive():
+                    self._on_exit(rev, now)
+                elif rev.state is RevisionState.STARTING:
+                    if now - rev.started_at > STARTUP_TIMEOUT:
+                        rev.state = RevisionState.FAILED
+                        rev.message = f"startup probe did not pass within {STARTUP_TIMEOUT:.0f}s"
+                        threading.Thread(target=rev.process.stop, daemon=True).start()
+                        self._changed()
+                    else:
+                        to_probe.append((name, f"http://{rev.address}/health/startup", rev.process.pid))
+        for name, url, pid in to_probe:
+            try:
+                ok = self._http.get(url).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                self._mark_ready(name, pid)
+
+    def _on_exit(self, rev: _Revision, now: float) -> None:
+        assert rev.process is not None
+        if rev.next_restart is None:
+            code = rev.process.popen.returncode
+            if rev.ever_ready and now - rev.ready_since > STABLE_AFTER:
+                rev.backoff = 1.0
+            if not rev.ever_ready and rev.restarts + 1 >= MAX_EARLY_CRASHES:
+                rev.state = RevisionState.FAILED
+                rev.message = f"exited with code {code} before becoming ready ({rev.restarts + 1} times)"
+                self._changed()
+                return
+            rev.state = RevisionState.STARTING
+            rev.next_restart = now + rev.backoff
+            rev.message = f"exited with code {code}; restarting in {rev.backoff:.0f}s"
+            rev.backoff = min(rev.backoff * 2, MAX_BACKOFF)
+            self._changed()
+        elif now >= rev.next_restart:
+            rev.restarts += 1
+            port_moved = procs.port_in_use(rev.port)
+            if port_moved:
+                rev.port = procs.free_port()
+            self._spawn(rev)
+            if port_moved and rev.spec.service in self._traffic:
+                self._program(rev.spec.service)
+
+    def _mark_ready(self, name: str, pid: int) -> None:
+        with self._lock:
+            rev = self._revisions.get(name)
+            if (
+                rev is None
+                or rev.process is None
+                or rev.process.pid != pid
+                or rev.state is not RevisionState.STARTING
+            ):
+                return
+            rev.state, rev.message = RevisionState.READY, "ready"
+            rev.ever_ready, rev.ready_since = True, time.monotonic()
+            address = rev.address
+            service = rev.spec.service
+        if self.prometheus is not None:
+            self.prometheus.set_target(service, name, address)
+        self._changed()

@@ -1,0 +1,1 @@
+"""Canary releases as code: the playbook model, statistics, analysis, ledger, lock and orchestration."""

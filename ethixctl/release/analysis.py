@@ -1,0 +1,235 @@
+"""One gate evaluation: every query of one analysis interval, judged against the playbook.
+
+What is compared (documented in playbooks/release.md too):
+
+* threshold gates: each gate's instant query over the last ``window`` seconds for the canary revision;
+  a gate passes only while its value is strictly below ``max``;
+* baseline comparison: each baseline metric is sampled with ``query_range`` every ``sample_step``
+  seconds over the same analysis window (each sample a rate over ``sample_window`` seconds) for the
+  canary and for the stable revision; the two series are compared with Mann-Whitney U (stats.py);
+* no data is never a pass: no up scrape target for the canary, fewer than ``min_requests`` canary
+  requests in the window, a gate without a value, or a baseline metric without enough samples makes
+  the whole evaluation INCONCLUSIVE;
+* a failed query (Prometheus unreachable or rejecting the query) makes it ERROR, which the
+  orchestrator counts toward the consecutive-error limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable, QueryError
+from ethixctl.release.playbook import Playbook, Timing, render, window_text
+from ethixctl.release.stats import Score, ScoreVerdict, classify, score
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    MARGINAL = "marginal"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+@dataclass
+class GateResult:
+    name: str
+    value: float | None
+    max: float
+    unit: str
+    passed: bool | None  # None: no value, so neither passed nor failed
+    query: str
+
+
+@dataclass
+class Verdict:
+    outcome: Outcome
+    service: str
+    canary: str
+    stable: str | None
+    at: float
+    window: float
+    requests: float | None = None
+    min_requests: int = 0
+    targets_up: bool | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    baseline: Score | None = None
+    reasons: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    def gate(self, name: str) -> GateResult | None:
+        return next((g for g in self.gates if g.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        return data
+
+    def summary(self) -> str:
+        """One line with every observed value and its threshold, for terminal and ledger."""
+        parts = [f"{self.outcome.value.upper()}"]
+        if self.requests is not None:
+            parts.append(f"requests={self.requests:.0f} (min {self.min_requests})")
+        for gate in self.gates:
+            value = "no data" if gate.value is None else _fmt(gate.value, gate.unit)
+            mark = {True: "ok", False: "FAIL", None: "?"}[gate.passed]
+            parts.append(f"{gate.name}={value} (< {_fmt(gate.max, gate.unit)}) {mark}")
+        if self.baseline is not None:
+            shown = "no data" if self.baseline.value is None else f"{self.baseline.value:.0f}"
+            parts.append(f"baseline score={shown} {self.baseline.verdict.value}")
+        if self.reasons:
+            parts.append("— " + "; ".join(self.reasons))
+        return " · ".join(parts)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    if unit == "seconds":
+        return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
+    return f"{value:g}"
+
+
+def _scalar(prometheus: Prometheus, query: str, at: float) -> float | None:
+    samples = prometheus.query(query, at=at)
+    if not samples:
+        return None
+    value = samples[0].value
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _series(prometheus: Prometheus, query: str, start: float, end: float, step: float) -> list[float]:
+    result = prometheus.query_range(query, start, end, step)
+    # The queries aggregate to one series; if a playbook query does not, every series is a sample.
+    return [value for points in result.values() for _, value in points if not math.isnan(value)]
+
+
+def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: str) -> tuple[bool, str]:
+    wanted = {k: render(v, service=service, revision=canary) for k, v in book.analysis.target_labels.items()}
+    matching = [t for t in prometheus.targets() if all(t.labels.get(k) == v for k, v in wanted.items())]
+    if not matching:
+        selector = ",".join(f"{k}={v!r}" for k, v in wanted.items())
+        return False, f"Prometheus has no scrape target for {selector}"
+    down = [t for t in matching if t.health != "up"]
+    if down:
+        target = down[0]
+        why = target.last_error or "not scraped yet"
+        return False, f"canary target {target.scrape_url} is {target.health}: {why}"
+    return True, ""
+
+
+def evaluate(
+    prometheus: Prometheus,
+    book: Playbook,
+    *,
+    service: str,
+    canary: str,
+    stable: str | None,
+    timing: Timing,
+    compare: bool = True,
+    at: float | None = None,
+) -> Verdict:
+    """Run all queries of one interval. ``compare=False`` skips the baseline (no stable traffic at 100%).
+
+    ``timing`` is ``Playbook.timing(environment, ...)``: its window, sample_step and sample_window apply.
+    """
+    started = time.perf_counter()
+    now = time.time() if at is None else at
+    window = timing.window or book.analysis.window
+    verdict = Verdict(
+        Outcome.PASS, service, canary, stable, now, window, min_requests=book.analysis.min_requests
+    )
+    try:
+        _evaluate(prometheus, book, verdict, timing, compare=compare)
+    except (PrometheusUnavailable, QueryError) as exc:
+        verdict.outcome = Outcome.ERROR
+        verdict.reasons.append(exc.message)
+    verdict.duration = time.perf_counter() - started
+    return verdict
+
+
+def _evaluate(
+    prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: Timing, *, compare: bool
+) -> None:
+    service, canary, now = verdict.service, verdict.canary, verdict.at
+    values = {"service": service, "revision": canary, "window": window_text(verdict.window)}
+    no_data: list[str] = []
+
+    verdict.targets_up, why = _targets_up(prometheus, book, service, canary)
+    if not verdict.targets_up:
+        no_data.append(why)
+
+    verdict.requests = _scalar(prometheus, render(book.analysis.requests_query, **values), now) or 0.0
+    if verdict.requests < book.analysis.min_requests:
+        no_data.append(
+            f"{verdict.requests:.0f} canary requests in {values['window']}, need {book.analysis.min_requests}"
+        )
+
+    for gate in book.gates:
+        query = render(gate.query, **values)
+        value = _scalar(prometheus, query, now)
+        passed = None if value is None else value < gate.max
+        verdict.gates.append(GateResult(gate.name, value, gate.max, gate.unit, passed, query))
+        if value is None:
+            no_data.append(f"{gate.name}: no data")
+
+    if compare and book.baseline.enabled and verdict.stable:
+        verdict.baseline = _compare(prometheus, book, verdict, timing)
+        if verdict.baseline.verdict is ScoreVerdict.NODATA:
+            no_data.extend(
+                f"{m.name}: {m.reason}"
+                for m in verdict.baseline.metrics
+                if m.classification.value == "NoData"
+            )
+
+    failed = [g.name for g in verdict.gates if g.passed is False]
+    if no_data:
+        # Judging on too little data is how bad canaries get promoted: say so and decide nothing.
+        verdict.outcome = Outcome.INCONCLUSIVE
+        verdict.reasons.extend(no_data)
+    elif failed or (verdict.baseline and verdict.baseline.verdict is ScoreVerdict.FAIL):
+        verdict.outcome = Outcome.FAIL
+        verdict.reasons.extend(f"{name} at or above its threshold" for name in failed)
+        if verdict.baseline and verdict.baseline.verdict is ScoreVerdict.FAIL:
+            verdict.reasons.extend(f"{m.name}: {m.reason}" for m in verdict.baseline.metrics if m.failed)
+    elif verdict.baseline and verdict.baseline.verdict is ScoreVerdict.MARGINAL:
+        verdict.outcome = Outcome.MARGINAL
+        verdict.reasons.extend(f"{m.name}: {m.reason}" for m in verdict.baseline.metrics if m.failed)
+
+
+def _compare(prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: Timing) -> Score:
+    settings = book.baseline
+    start = verdict.at - verdict.window
+    step = timing.sample_step or settings.sample_step
+    sample_window = window_text(timing.sample_window or settings.sample_window)
+    results = []
+    for metric in settings.metrics:
+        samples = {
+            revision: _series(
+                prometheus,
+                render(metric.query, service=verdict.service, revision=revision, window=sample_window),
+                start,
+                verdict.at,
+                step,
+            )
+            for revision in (verdict.canary, verdict.stable or "")
+        }
+        results.append(
+            classify(
+                metric.name,
+                samples[verdict.canary],
+                samples[verdict.stable or ""],
+                confidence=settings.confidence,
+                min_samples=settings.min_samples,
+                effect_size_low=metric.effect_size_low,
+                effect_size_high=metric.effect_size_high,
+                tolerance=metric.tolerance,
+                direction=metric.direction,
+                weight=metric.weight,
+            )
+        )
+    return score(results, pass_score=settings.pass_score, marginal_score=settings.marginal_score)

@@ -1,0 +1,71 @@
+"""JUnit XML for CI systems: one ``testcase`` per step, cleanup steps included.
+
+A failed assertion is a ``failure``; a network error is an ``error`` (the target did not answer,
+which CI tools show apart from a test that ran and failed); steps not run are ``skipped``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ethixctl.smoke.runner import SmokeReport, StepResult, StepStatus
+
+
+def to_xml(report: SmokeReport) -> ET.ElementTree:
+    results = [*report.steps, *report.cleanup]
+    counts = report.counts()
+    suites = ET.Element("testsuites", name="ethixctl smoke")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=report.suite,
+        tests=str(len(results)),
+        failures=str(counts["failed"]),
+        errors=str(counts["error"]),
+        skipped=str(counts["skipped"]),
+        time=f"{report.duration:.3f}",
+        timestamp=report.started_at.isoformat(timespec="seconds"),
+    )
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="base_url", value=report.base_url)
+    ET.SubElement(properties, "property", name="run_id", value=report.run_id)
+    for result in results:
+        suite.append(_testcase(report.suite, result))
+    ET.indent(suites)
+    return ET.ElementTree(suites)
+
+
+def _testcase(suite_name: str, result: StepResult) -> ET.Element:
+    classname = f"{suite_name}.{result.phase}"
+    case = ET.Element("testcase", classname=classname, name=result.name, time=f"{result.duration:.3f}")
+    message = result.reason or ""
+    details = f"{result.method} {result.path}"
+    if result.http_status is not None:
+        details += f" -> HTTP {result.http_status}"
+    if result.excerpt:
+        details += f"\n{result.excerpt}"
+    if result.status is StepStatus.FAILED:
+        ET.SubElement(case, "failure", message=message, type="AssertionError").text = details
+    elif result.status is StepStatus.ERROR:
+        ET.SubElement(case, "error", message=message, type="NetworkError").text = details
+    elif result.status is StepStatus.SKIPPED:
+        ET.SubElement(case, "skipped", message=message)
+    return case
+
+
+def write(report: SmokeReport, path: str | Path) -> Path:
+    """Write atomically, so a CI job never picks up half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            to_xml(report).write(handle, encoding="utf-8", xml_declaration=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,1 @@
+"""ai_core: fairness metrics and SHAP explanations over a tabular dataset (``python -m services.ai_core``)."""

@@ -1,0 +1,1 @@
+"""The EthixAI backend: users, datasets, fairness analyses (delegated to ai_core)."""

@@ -1,0 +1,119 @@
+"""The Prometheus adapter against a real Prometheus server scraping a real (in-test) exporter."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ethixctl import procs
+from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable, QueryError
+
+pytestmark = pytest.mark.e2e
+
+EXPOSITION = b"""# TYPE demo_requests_total counter
+demo_requests_total{route="/a"} 5
+demo_requests_total{route="/b"} 7
+# TYPE demo_ratio gauge
+demo_ratio NaN
+"""
+
+
+class _Exporter(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(EXPOSITION)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: apt-get install -y --no-install-recommends prometheus")
+    exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    base: Path = tmp_path_factory.mktemp("prom")
+    port = procs.free_port()
+    (base / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: demo\n    static_configs: [{{targets: ['127.0.0.1:{exporter.server_port}']}}]\n"
+        f"  - job_name: dead\n    static_configs: [{{targets: ['127.0.0.1:{procs.free_port()}']}}]\n"
+    )
+    process = procs.start(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={base / 'prometheus.yml'}",
+            f"--storage.tsdb.path={base / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log_path=base / "prometheus.log",
+    )
+    client = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        procs.wait_http(f"{client.url}/-/ready", timeout=30, process=process)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not client.query("demo_requests_total"):
+            time.sleep(0.5)
+        yield client
+    finally:
+        client.close()
+        process.stop()
+        exporter.shutdown()
+
+
+def test_query_returns_labelled_samples(prometheus: Prometheus) -> None:
+    samples = {s.labels["route"]: s.value for s in prometheus.query("demo_requests_total")}
+    assert samples == {"/a": 5.0, "/b": 7.0}
+
+
+def test_scalar_and_nan_values(prometheus: Prometheus) -> None:
+    assert prometheus.query("scalar(sum(demo_requests_total))")[0].value == 12.0
+    assert math.isnan(prometheus.query("demo_ratio")[0].value)
+
+
+def test_empty_result_is_data_not_an_error(prometheus: Prometheus) -> None:
+    assert prometheus.query('demo_requests_total{route="/nowhere"}') == []
+
+
+def test_bad_promql_is_a_query_error(prometheus: Prometheus) -> None:
+    with pytest.raises(QueryError, match="bad_data"):
+        prometheus.query("sum(")
+
+
+def test_query_range_groups_by_series(prometheus: Prometheus) -> None:
+    now = time.time()
+    series = prometheus.query_range("demo_requests_total", now - 5, now, 1)
+    assert {dict(labels)["route"] for labels in series} == {"/a", "/b"}
+    assert all(points for points in series.values())
+
+
+def test_targets_report_health(prometheus: Prometheus) -> None:
+    deadline = time.monotonic() + 10
+    health: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        health = {t.job: t.health for t in prometheus.targets()}
+        if health.get("dead") == "down":
+            break
+        time.sleep(0.5)
+    assert health == {"demo": "up", "dead": "down"}
+    assert prometheus.ready()
+
+
+def test_unreachable_prometheus_is_typed() -> None:
+    client = Prometheus(f"http://127.0.0.1:{procs.free_port()}", timeout=0.5)
+    with pytest.raises(PrometheusUnavailable, match="unreachable"):
+        client.query("up")
+    assert client.ready() is False

@@ -1,0 +1,274 @@
+"""`ethixctl release / rollback / history` end to end on the REAL local platform (`ethixctl up`: the local
+control plane, uvicorn revisions of services.backend, Caddy, Prometheus), timings compressed.
+
+The Cloud Run adapter talks to the local control plane; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ethixctl import procs
+from ethixctl.cli import main
+from ethixctl.exitcodes import ExitCode
+from ethixctl.release.ledger import Ledger
+
+pytestmark = pytest.mark.e2e
+
+FAST = ["--hold", "3", "--interval", "1", "--yes", "--json", "--no-smoke"]
+LOAD = ["--load", "40"]
+
+
+@dataclass
+class Platform:
+    state_dir: Path
+    info: dict[str, Any]
+    last_err: str = ""
+
+    def args(self) -> list[str]:
+        return ["--state-dir", str(self.state_dir)]
+
+    def cloud_run(self) -> Any:
+        from ethixctl.adapters.cloudrun import CloudRun
+
+        return CloudRun("local", "local", endpoint=self.info["control_plane_url"])
+
+    def image(self) -> str:
+        return str(self.cloud_run().get_service("backend").image)
+
+    def serving(self) -> dict[str, int]:
+        return dict(self.cloud_run().serving_split("backend"))
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.state_dir)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    from ethixctl.platform import lifecycle
+
+    state_dir = tmp_path_factory.mktemp("platform")
+    result = lifecycle.up(state_dir, free_ports=True, timeout=240)
+    try:
+        yield Platform(state_dir, result.info)
+    finally:
+        lifecycle.down(state_dir)
+
+
+def run(
+    platform: Platform, capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, list[dict[str, Any]]]:
+    capsys.readouterr()
+    code = main([*argv, *platform.args()])
+    captured = capsys.readouterr()
+    platform.last_err = captured.err
+    lines = [line for line in captured.out.splitlines() if line.startswith("{")]
+    return code, [json.loads(line) for line in lines]
+
+
+def release(
+    platform: Platform, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, list[dict[str, Any]]]:
+    return run(platform, capsys, "release", "backend", "--image", platform.image(), *FAST, *extra)
+
+
+def gate_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "gate"]
+
+
+def spawn_release(platform: Platform, *extra: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "ethixctl", "release", "backend", "--image", platform.image(), *extra]
+    return subprocess.Popen(
+        [*argv, *platform.args()], cwd=procs.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_for_event(process: subprocess.Popen[str], kind: str, timeout: float = 90) -> dict[str, Any]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            pytest.fail(f"release exited ({process.wait()}) before a {kind!r} event")
+        event = json.loads(line)
+        if event["event"] == kind:
+            return event
+    pytest.fail(f"no {kind!r} event within {timeout}s")
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = platform.serving()
+    code, events = release(platform, capsys, "--dry-run")
+    assert code == ExitCode.OK
+    assert [s["weight"] for s in events[0]["plan"]["steps"]] == [10, 50, 100]
+    assert events[0]["gates_now"]["outcome"] in ("pass", "inconclusive")
+    assert platform.serving() == before
+
+
+def test_healthy_release_promotes_to_100(platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
+    stable = next(iter(platform.serving()))
+    code, events = release(platform, capsys, *LOAD)
+    result = events[-1]
+    assert code == ExitCode.OK, result
+    assert result["status"] == "promoted"
+    assert platform.serving() == {result["canary"]: 100}
+    assert result["stable"] == stable
+    weights = [e["weight"] for e in events if e["event"] == "step"]
+    assert weights == [10, 50, 100]
+    passes = [e for e in gate_events(events) if e["verdict"]["outcome"] == "pass"]
+    assert passes and all(e["verdict"]["gates"][0]["value"] is not None for e in passes)
+
+
+def test_rollback_goes_to_the_previous_good_revision_fast(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serving = next(iter(platform.serving()))
+    with platform.ledger() as ledger:
+        expected = ledger.previous_good("backend", "local", {serving})
+    assert expected is not None
+    code, events = run(platform, capsys, "rollback", "backend", "--json")
+    assert code == ExitCode.OK
+    result = events[-1]
+    assert result["to_revision"] == expected
+    assert platform.serving() == {expected: 100}
+    # The issue's goal: clients see only the old revision within 2 s.
+    assert result["only_target_seconds"] is not None and result["only_target_seconds"] <= 2.0
+    code, _ = run(platform, capsys, "rollback", "backend", "--to", "backend-99999-zzz")
+    assert code == ExitCode.USAGE
+    assert "unknown revision 'backend-99999-zzz'" in platform.last_err
+
+
+def test_error_fault_is_rolled_back_at_the_first_step_and_stable_serves_throughout(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stable = next(iter(platform.serving()))
+    code, events = release(platform, capsys, *LOAD, "--set-env", "ETHIX_FAULT_ERROR_RATE=0.3")
+    result = events[-1]
+    assert code == ExitCode.ROLLED_BACK, result
+    assert platform.serving() == {stable: 100}
+    with platform.ledger() as ledger:
+        splits = [t.split for t in ledger.traffic("backend", "local") if t.release_id == result["release_id"]]
+        assert all(t.state == "applied" for t in ledger.traffic("backend", "local"))
+    canary = result["canary"]
+    assert splits == [{canary: 10, stable: 90}, {stable: 100}]
+    failed = [e for e in gate_events(events) if e["verdict"]["outcome"] == "fail"]
+    assert failed and failed[0]["verdict"]["gates"][0]["name"] == "error_rate"
+    assert failed[0]["verdict"]["gates"][0]["value"] > 0.005
+    # The canary stays reachable on its tag for inspection.
+    tag = f"canary-{result['release_id']}"
+    assert platform.cloud_run().tag_url("backend", tag)
+
+
+def test_latency_regression_is_caught_by_p95_and_baseline(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stable = next(iter(platform.serving()))
+    code, events = release(platform, capsys, *LOAD, "--set-env", "ETHIX_FAULT_LATENCY_MS=2500")
+    assert code == ExitCode.ROLLED_BACK, events[-1]
+    assert platform.serving() == {stable: 100}
+    verdicts = [e["verdict"] for e in gate_events(events)]
+    p95 = [g for v in verdicts for g in v["gates"] if g["name"] == "p95_latency" and g["passed"] is False]
+    assert p95 and 2.0 <= p95[-1]["value"] < 5.0
+    baseline = [
+        m for v in verdicts if v["baseline"] for m in v["baseline"]["metrics"] if m["name"] == "mean_latency"
+    ]
+    assert any(m["classification"] == "High" for m in baseline)
+
+
+def test_no_traffic_is_inconclusive_and_never_promoted(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stable = next(iter(platform.serving()))
+    code, events = release(platform, capsys)
+    result = events[-1]
+    assert code == ExitCode.HELD, result
+    assert "inconclusive" in result["reason"]
+    assert platform.serving() == {stable: 100}
+    assert [e["weight"] for e in events if e["event"] == "step"] == [10]
+    assert all(e["verdict"]["outcome"] == "inconclusive" for e in gate_events(events))
+
+
+def test_second_release_refused_then_sigkill_and_resume_is_consistent(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = spawn_release(
+        platform, "--hold", "60", "--interval", "1", "--load", "20", "--yes", "--json", "--no-smoke"
+    )
+    try:
+        wait_for_event(first, "step")
+        code, _ = release(platform, capsys, *LOAD)
+        assert code == ExitCode.USAGE
+        assert "already running" in platform.last_err
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    with platform.ledger() as ledger:
+        pending = ledger.in_progress("backend", "local")
+        assert pending is not None and pending.canary_revision
+    # The dead owner's lock is detected, not silently broken: a new release is refused...
+    code, _ = release(platform, capsys, *LOAD)
+    assert code == ExitCode.FAILED
+    assert "stale release lock" in platform.last_err and "no longer running" in platform.last_err
+    assert platform.serving() == {pending.canary_revision: 10, pending.stable_revision: 90}
+    # ...and --resume takes it over and finishes the recorded release.
+    code, events = run(platform, capsys, "release", "backend", "--resume", "--hold", "3", "--interval", "1",
+                       *LOAD, "--yes", "--json")  # fmt: skip
+    result = events[-1]
+    assert result["release_id"] == pending.id
+    assert code in (ExitCode.OK, ExitCode.ROLLED_BACK), result
+    expected = {pending.canary_revision: 100} if code == ExitCode.OK else {pending.stable_revision: 100}
+    assert platform.serving() == expected
+    with platform.ledger() as ledger:
+        last = ledger.traffic("backend", "local")[-1]
+        assert (last.split, last.state) == (expected, "applied")
+        assert ledger.in_progress("backend", "local") is None
+
+
+def test_prometheus_stopped_mid_analysis_fails_safe(platform: Platform) -> None:
+    prometheus_pid = json.loads((platform.state_dir / "platform.json").read_text())["pids"]["prometheus"]
+    stable = next(iter(platform.serving()))
+    process = spawn_release(
+        platform, "--hold", "30", "--interval", "1", "--load", "40", "--yes", "--json", "--no-smoke"
+    )
+    try:
+        wait_for_event(process, "gate")
+        os.kill(prometheus_pid, signal.SIGSTOP)  # stopped: connections hang until the client times out
+        code = process.wait(timeout=120)
+    finally:
+        os.kill(prometheus_pid, signal.SIGCONT)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert code == ExitCode.FAILED
+    assert platform.serving() == {stable: 100}
+    with platform.ledger() as ledger:
+        release_row = ledger.releases("local", "backend")[-1]
+        assert release_row.status == "rolled_back"
+        assert "consecutive query errors" in release_row.reason
+
+
+def test_history_reports_the_ledger(platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
+    code, events = run(platform, capsys, "history", "backend", "--json")
+    assert code == ExitCode.OK
+    data = events[-1]
+    statuses = [r["status"] for r in data["releases"]]
+    assert "promoted" in statuses and "rolled_back" in statuses
+    assert data["summary"]["releases"] == len(statuses)
+    assert 0 < data["summary"]["rollback_rate"] <= 1
+    assert any(not r["automatic"] for r in data["rollbacks"])

@@ -1,0 +1,105 @@
+"""``ethixctl smoke`` through ``ethixctl.cli.main``: exit codes, output, JUnit."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ethixctl import procs
+from ethixctl.cli import main
+from tests.conftest import RunningService
+
+
+def test_nothing_listening_exits_3_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{procs.free_port()}"
+    junit = tmp_path / "out" / "smoke.xml"
+    assert main(["smoke", url, "--retries", "1", "--junit", str(junit)]) == 3
+    captured = capsys.readouterr()
+    assert "✗ liveness" in captured.err and "network error" in captured.err
+    assert f"{url} did not answer" in captured.err
+    assert "UNREACHABLE" in captured.out
+    root = ET.parse(junit).getroot()
+    cases = root.findall("./testsuite/testcase")
+    assert len(cases) == 10
+    error = cases[0].find("error")
+    assert error is not None and (error.get("message") or "").startswith("network error: ConnectError")
+    assert all(case.find("skipped") is not None for case in cases[1:])
+
+
+def test_malformed_suite_exits_2_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text("name: bad\nsteps:\n  - name: a\n    request: {path: /x}\n    status: lots\n")
+    assert main(["smoke", "http://127.0.0.1:9", "--suite", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert f"{suite}:5: steps.0.status" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["http://127.0.0.1:9", "--max-runs", "2"], "--max-runs only applies with --watch"),
+        (["http://127.0.0.1:9", "--metrics-port", "0"], "--metrics-port only applies with --watch"),
+        (["http://127.0.0.1:9", "--tag", "canary-1"], "give either a URL or --tag"),
+        (["ftp://example.invalid"], "not an http(s) URL"),
+    ],
+)
+def test_bad_usage_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["smoke", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_all_steps_pass_with_human_output_and_junit(
+    backend_service: RunningService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "smoke.xml"
+    assert main(["smoke", backend_service.url, "--junit", str(junit)]) == 0
+    captured = capsys.readouterr()
+    for name in (
+        "liveness",
+        "readiness",
+        "register",
+        "login",
+        "upload dataset",
+        "trigger analysis",
+        "analysis finishes",
+        "fetch report",
+        "metrics",
+        "cleanup: delete synthetic user",
+    ):
+        assert f"✓ {name} " in captured.err
+    assert "PASSED  10 passed, 0 failed, 0 network errors, 0 skipped" in captured.out
+    root = ET.parse(junit).getroot()
+    cases = root.findall("./testsuite/testcase")
+    assert len(cases) == 10
+    assert all(len(case) == 0 for case in cases), "a passing testcase has no failure/error/skipped child"
+    assert float(cases[0].get("time") or -1) >= 0
+
+
+@pytest.mark.e2e
+def test_json_report_masks_the_token_and_password(
+    backend_service: RunningService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["smoke", backend_service.url, "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert report["passed"] is True and report["exit_code"] == 0
+    assert report["captures"]["token"] == "***"
+    assert set(report["captures"]) == {"user_id", "token", "dataset_id", "analysis_id"}
+    assert "eyJ" not in out  # no JWT anywhere in the output
+
+
+def test_without_url_the_environment_is_used_and_a_stopped_platform_exits_5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ethixctl.toml here
+    monkeypatch.delenv("ETHIXCTL_ENV", raising=False)
+    monkeypatch.delenv("ETHIXCTL_CONFIG", raising=False)
+    assert main(["smoke", "--state-dir", str(tmp_path / "state"), "--tag", "canary-ab12cd"]) == 5
+    err = capsys.readouterr().err
+    assert "the local platform is not running" in err and "ethixctl up" in err

@@ -1,0 +1,169 @@
+"""`ethixctl up / status / logs / down` end to end: the real daemon, Caddy, Prometheus, backend and ai_core,
+driven through the local control plane and the Cloud Run adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ethixctl import procs
+from ethixctl.cli import main
+from ethixctl.platform import state
+
+pytestmark = pytest.mark.e2e
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    state_dir = tmp_path_factory.mktemp("platform") / "state"
+    try:
+        assert main(["up", "--state-dir", str(state_dir), "--free-ports", "--json"]) == 0
+        yield state_dir
+    finally:
+        main(["down", "--state-dir", str(state_dir), "--json"])
+
+
+def test_up_serves_both_services_at_100_percent(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--state-dir", str(platform), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["platform"] == {"router": "up", "prometheus": "up", "control_plane": "up"}
+    services = {svc["name"]: svc for svc in data["services"]}
+    assert set(services) == {"backend", "ai-core"}
+    for svc in services.values():
+        assert list(svc["traffic"].values()) == [100]
+        (revision,) = svc["revisions"]
+        assert revision["ready"] and revision["state"] == "READY" and revision["percent"] == 100
+        assert httpx.get(svc["url"] + "/health/liveness", timeout=5).status_code == 200
+    info = state.read_json(platform / state.PLATFORM_FILE)
+    assert info is not None and info["services"]["backend"] == services["backend"]["url"]
+    # backend reaches ai_core through the router (AI_CORE_URL = ai-core's service URL).
+    backend_rev = services["backend"]["revisions"][0]["name"]
+    pid = state.read_json(platform / state.RUNTIME_FILE)["revisions"][backend_rev]["pid"]  # type: ignore[index]
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"AI_CORE_URL={services['ai-core']['url']}".encode() in environ
+
+
+def test_prometheus_sees_every_revision(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        data = json.loads(run(capsys, "status", "--state-dir", str(platform), "--json")[1])
+        health = [rev["prometheus"] for svc in data["services"] for rev in svc["revisions"]]
+        if health == ["up", "up"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert health == ["up", "up"]
+
+
+def test_unknown_service_is_a_usage_error(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "status", "nope", "--state-dir", str(platform))
+    assert code == 2 and "nope" in err
+    code, _, err = run(capsys, "logs", "nope", "--state-dir", str(platform))
+    assert code == 2 and "unknown service 'nope'" in err
+    code, _, err = run(
+        capsys, "logs", "backend", "--revision", "backend-99999-zzz", "--state-dir", str(platform)
+    )
+    assert code == 2 and "unknown revision" in err
+
+
+def test_logs_show_the_revision_output(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "logs", "ai_core", "--lines", "5", "--state-dir", str(platform))
+    assert code == 0
+    assert "Uvicorn running on" in out or "Application startup complete" in out
+    assert len(out.splitlines()) <= 5
+
+
+def test_second_up_is_idempotent_and_repairs_a_dead_router(
+    platform: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = state.read_json(platform / state.PLATFORM_FILE)
+    assert before is not None
+    code, out, _ = run(capsys, "up", "--state-dir", str(platform), "--json")
+    assert code == 0
+    again = json.loads(out)
+    assert again["status"] == "already running" and again["repaired"] == []
+    assert again["services"] == before["services"]
+
+    os.kill(before["pids"]["router"], signal.SIGKILL)
+    time.sleep(0.3)
+    data = json.loads(run(capsys, "status", "--state-dir", str(platform), "--json")[1])
+    assert data["platform"]["router"] == "down"
+    code, out, _ = run(capsys, "up", "--state-dir", str(platform), "--json")
+    assert code == 0 and json.loads(out)["repaired"] == ["router"]
+    for url in before["services"].values():
+        assert httpx.get(url + "/health/liveness", timeout=5).status_code == 200
+
+
+def test_stale_state_dir_after_a_crash_is_recovered_and_down_frees_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir = tmp_path / "state"
+    try:
+        assert run(capsys, "up", "--state-dir", str(state_dir), "--free-ports", "--json")[0] == 0
+        info = state.read_json(state_dir / state.PLATFORM_FILE)
+        assert info is not None
+        # The daemon dies without cleaning up: its children keep running, the pid file stays.
+        os.killpg(info["pids"]["daemon"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while procs.pid_alive(info["pids"]["daemon"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.daemon_pid(state_dir) is None
+        code, out, _ = run(capsys, "status", "--state-dir", str(state_dir))
+        assert code == 5
+        code, out, _ = run(capsys, "up", "--state-dir", str(state_dir), "--json")
+        assert code == 0
+        result = json.loads(out)
+        assert result["status"] == "started" and result["cleaned_stale_pids"]
+        assert result["services"] == info["services"]  # same ports as before: stable URLs
+        for pid in result["cleaned_stale_pids"]:
+            assert not procs.pid_alive(pid)
+    finally:
+        final = state.read_json(state_dir / state.PLATFORM_FILE) or {}
+        ports = state.recorded_ports(state_dir)
+        pids = state.recorded_pids(state_dir)
+        code, out, _ = run(capsys, "down", "--state-dir", str(state_dir), "--json")
+    assert code == 0 and json.loads(out)["was_running"]
+    assert final, "platform.json missing before down"
+    assert not [pid for pid in pids if procs.pid_alive(pid)]
+    assert not [port for port in ports if procs.port_in_use(port)]
+    assert not (state_dir / state.PLATFORM_FILE).exists()
+    code, out, _ = run(capsys, "down", "--state-dir", str(state_dir), "--purge", "--json")
+    assert code == 0 and json.loads(out) == {
+        "was_running": False,
+        "stopped_pids": [],
+        "ports_still_bound": [],
+        "purged": True,
+        "state_dir": str(state_dir),
+    }
+    assert not state_dir.exists()
+
+
+def test_missing_prometheus_binary_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETHIXCTL_PROMETHEUS_BIN", str(tmp_path / "no-prometheus"))
+    code, _, err = run(capsys, "up", "--state-dir", str(tmp_path / "state"), "--free-ports")
+    assert code == 5
+    assert "prometheus binary not found" in err
+    assert "apt-get install -y --no-install-recommends prometheus" in err
+    assert not (tmp_path / "state" / state.PID_FILE).exists()
+
+
+def test_status_without_platform_exits_5_with_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "status", "--state-dir", str(tmp_path / "none"))
+    assert code == 5 and "ethixctl up" in err

@@ -1,0 +1,201 @@
+"""LocalRuntime end to end: real uvicorn revisions of a tiny "echo" service, real Caddy, real Prometheus."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ethixctl import procs
+from ethixctl.errors import UsageError
+from ethixctl.platform.runtime import RevisionSpec, RevisionState
+from tests.ethixctl.platform.conftest import Parts
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_ready(parts: Parts, *revisions: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {rev: parts.runtime.revision_status(rev).state for rev in revisions}
+        if all(state is RevisionState.READY for state in states.values()):
+            return
+        assert RevisionState.FAILED not in states.values(), states
+        time.sleep(0.1)
+    raise AssertionError(f"not ready after {timeout}s: {states}")
+
+
+def two_revisions(parts: Parts, env: dict[str, str] | None = None) -> None:
+    parts.runtime.start_revision(RevisionSpec("echo", "echo-1", "echo", parts.build_echo("v1"), env or {}))
+    parts.runtime.start_revision(RevisionSpec("echo", "echo-2", "echo", parts.build_echo("v2"), {}))
+    wait_ready(parts, "echo-1", "echo-2")
+
+
+def test_revision_runs_its_image_code_with_cloud_run_env_and_secret_only_in_environment(parts: Parts) -> None:
+    two_revisions(parts, env={"ECHO_SECRET": "hunter2-top-secret"})
+    one = parts.runtime.revision_status("echo-1")
+    assert one.url is not None
+    body = httpx.get(one.url + "/").json()
+    assert body == {"revision": "echo-1", "version": "v1", "secret_seen": "True"}
+    assert httpx.get(parts.runtime.revision_status("echo-2").url + "/").json()["version"] == "v2"  # type: ignore[operator]
+    pid = parts.runtime.pid_of("echo-1")
+    assert pid is not None
+    assert b"hunter2" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    log = parts.state_dir / "logs" / "echo" / "echo-1.log"
+    assert log.exists() and "hunter2" not in log.read_text()
+    assert "hunter2" not in str(parts.runtime.snapshot())
+
+
+def test_traffic_split_through_caddy_matches_percentages(parts: Parts) -> None:
+    two_revisions(parts)
+    url = parts.runtime.service_url("echo")
+    parts.runtime.apply_traffic("echo", {"echo-1": 80, "echo-2": 20}, {})
+    counts: Counter[str] = Counter()
+    with httpx.Client(timeout=5) as client:
+        for _ in range(1000):
+            counts[client.get(url).json()["revision"]] += 1
+    assert abs(counts["echo-2"] / 1000 * 100 - 20) <= 3, counts
+    assert counts["echo-1"] + counts["echo-2"] == 1000
+
+
+def test_tagged_zero_percent_revision_is_reachable_on_its_tag_url(parts: Parts) -> None:
+    two_revisions(parts)
+    tags = parts.runtime.apply_traffic("echo", {"echo-1": 100, "echo-2": 0}, {"canary": "echo-2"})
+    service = parts.runtime.service_url("echo")
+    with httpx.Client(timeout=5) as client:
+        assert {client.get(service).json()["revision"] for _ in range(50)} == {"echo-1"}
+        assert {client.get(tags["canary"]).json()["revision"] for _ in range(20)} == {"echo-2"}
+    # Dropping the tag closes its listener.
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    with pytest.raises(httpx.TransportError):
+        httpx.get(tags["canary"], timeout=2)
+
+
+def test_invalid_traffic_is_refused(parts: Parts) -> None:
+    two_revisions(parts)
+    with pytest.raises(UsageError, match="sum to 100"):
+        parts.runtime.apply_traffic("echo", {"echo-1": 50, "echo-2": 20}, {})
+    with pytest.raises(UsageError, match="not a revision of echo"):
+        parts.runtime.apply_traffic("echo", {"nope-1": 100}, {})
+
+
+def flip_under_load(parts: Parts, flips: int = 20) -> Counter[str]:
+    """Four clients hammer the service URL while traffic moves between the two revisions."""
+    two_revisions(parts)
+    url = parts.runtime.service_url("echo")
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    stop = threading.Event()
+    results: Counter[str] = Counter()
+
+    def load() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(url)
+                    ok = response.status_code == 200 and response.json()["revision"] in ("echo-1", "echo-2")
+                    results["ok" if ok else f"http {response.status_code}"] += 1
+                except httpx.HTTPError as exc:
+                    results[type(exc).__name__] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        for step in range(flips):
+            split = {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}
+            parts.runtime.apply_traffic("echo", split, {})
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    return results
+
+
+def test_traffic_flips_under_load_never_answer_with_an_error(parts: Parts) -> None:
+    results = flip_under_load(parts)
+    assert results["ok"] >= 200, results
+    # Every answer is a 200 from a real revision: no 502/503 while upstreams change.
+    assert not [key for key in results if key.startswith("http ")], results
+    transport_failures = sum(n for key, n in results.items() if key != "ok")
+    assert transport_failures / sum(results.values()) < 0.02, results
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: a Caddy 2.11 config swap resets a few connections arriving at that instant",
+)
+def test_zero_failed_requests_while_traffic_flips(parts: Parts) -> None:
+    results = flip_under_load(parts)
+    assert set(results) == {"ok"}, results
+
+
+def test_crashed_revision_is_restarted_and_serves_again(parts: Parts) -> None:
+    parts.runtime.start_revision(RevisionSpec("echo", "echo-1", "echo", parts.build_echo("v1"), {}))
+    wait_ready(parts, "echo-1")
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    first_pid = parts.runtime.pid_of("echo-1")
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(parts.runtime.revision_status("echo-1").url + "/crash", timeout=2)  # type: ignore[operator]
+    deadline = time.monotonic() + 30
+    while parts.runtime.revision_status("echo-1").restarts < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    wait_ready(parts, "echo-1")
+    status = parts.runtime.revision_status("echo-1")
+    assert status.restarts == 1
+    assert parts.runtime.pid_of("echo-1") != first_pid
+    assert httpx.get(parts.runtime.service_url("echo"), timeout=5).json()["revision"] == "echo-1"
+
+
+def test_image_that_does_not_exist_fails_the_revision(parts: Parts) -> None:
+    parts.runtime.start_revision(RevisionSpec("echo", "echo-9", "echo", "local/echo@sha256:" + "0" * 64, {}))
+    status = parts.runtime.revision_status("echo-9")
+    assert status.state is RevisionState.FAILED
+    assert "not found" in status.message
+
+
+def test_stop_revision_frees_its_port_and_refuses_while_serving(parts: Parts) -> None:
+    two_revisions(parts)
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    with pytest.raises(UsageError, match="still serves"):
+        parts.runtime.stop_revision("echo-1")
+    port = int(parts.runtime.revision_status("echo-2").url.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    parts.runtime.stop_revision("echo-2")
+    assert parts.runtime.revision_status("echo-2").state is RevisionState.STOPPED
+    assert not procs.port_in_use(port)
+
+
+def test_prometheus_file_sd_scrapes_ready_revisions(parts_with_prometheus: Parts) -> None:
+    parts = parts_with_prometheus
+    two_revisions(parts)
+    assert parts.prometheus is not None
+    deadline = time.monotonic() + 30
+    seen: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        active = httpx.get(parts.prometheus.url + "/api/v1/targets", timeout=2).json()["data"][
+            "activeTargets"
+        ]
+        seen = {t["labels"].get("revision", ""): t["health"] for t in active}
+        if seen.get("echo-1") == "up" and seen.get("echo-2") == "up":
+            break
+        time.sleep(0.5)
+    assert seen.get("echo-1") == "up" and seen.get("echo-2") == "up", seen
+    # The service's own labels survive (honor_labels): the release gates query them.
+    query = 'http_requests_total{service="echo",revision="echo-1"}'
+    httpx.get(parts.runtime.revision_status("echo-1").url + "/", timeout=2)  # type: ignore[operator]
+    deadline = time.monotonic() + 15
+    result: list[object] = []
+    while time.monotonic() < deadline and not result:
+        result = httpx.get(parts.prometheus.url + "/api/v1/query", params={"query": query}).json()["data"][
+            "result"
+        ]
+        time.sleep(0.5)
+    assert result, "no http_requests_total samples for echo-1"
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    parts.runtime.stop_revision("echo-2")
+    targets = (parts.state_dir / "prometheus" / "targets.json").read_text()
+    assert "echo-2" not in targets and "echo-1" in targets

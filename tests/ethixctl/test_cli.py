@@ -1,0 +1,52 @@
+"""The CLI shell: help, version, exit codes for bad usage, and a light start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ethixctl import __version__
+from ethixctl.cli import main
+from ethixctl.exitcodes import EXIT_CODE_TABLE, ExitCode
+
+HEAVY_MODULES = ("google.cloud", "pandas", "shap", "pymongo", "sklearn", "scipy", "fastapi", "numpy")
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"ethixctl {__version__}"
+
+
+def test_version_json_goes_to_stdout_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"ethixctl": __version__}
+    assert captured.err == ""
+
+
+def test_help_shows_examples_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage: ethixctl" in out
+    assert "Examples:" in out
+    for code, scope, _ in EXIT_CODE_TABLE:
+        assert f"{code:>3}  {scope}" in out
+
+
+@pytest.mark.parametrize("argv", [["no-such-command"], ["version", "--no-such-flag"]])
+def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == ExitCode.USAGE
+    assert "No such" in capsys.readouterr().err
+
+
+def test_help_imports_no_heavy_module() -> None:
+    """`ethixctl --help` must stay instant: heavy libraries load only inside the commands that use them."""
+    probe = (
+        "import sys; from ethixctl.cli import main; main(['--help']);"
+        f"print([m for m in sys.modules if m.startswith({HEAVY_MODULES!r})], file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stderr.strip() == "[]"

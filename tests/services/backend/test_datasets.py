@@ -1,0 +1,136 @@
+"""CSV uploads: limits (413), validation (422), object storage, ownership and user deletion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.backend.app import create_app
+from services.common.docstore import open_store
+from services.common.storage import LocalObjectStore
+
+from .conftest import CSV, MakeSettings, register_and_login, upload
+
+
+def test_upload_stores_file_and_summary(client: TestClient, tmp_path: Path) -> None:
+    headers = register_and_login(client)
+    response = upload(client, headers)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["filename"] == "loans.csv"
+    assert body["rows"] == 4 and body["columns"] == ["score", "group", "approved"]
+    assert body["size_bytes"] == len(CSV)
+    bucket = LocalObjectStore(tmp_path / "data" / "bucket")
+    [key] = bucket.list()
+    assert key.endswith(f"/{body['id']}.csv") and bucket.get(key) == CSV
+    listed = client.get("/api/v1/datasets", headers=headers).json()
+    assert [d["id"] for d in listed] == [body["id"]]
+    assert client.get(f"/api/v1/datasets/{body['id']}", headers=headers).json() == body
+
+
+@pytest.mark.parametrize(
+    ("limits", "data", "message"),
+    [
+        ({"max_upload_bytes": 20}, CSV, "file exceeds the limit of 20 bytes"),
+        ({"max_rows": 3}, CSV, "more than 3 data rows"),
+        ({"max_columns": 2}, CSV, "3 columns exceed the limit of 2"),
+    ],
+)
+def test_limits_give_413(
+    make_settings: MakeSettings, limits: dict[str, int], data: bytes, message: str
+) -> None:
+    with TestClient(create_app(make_settings(**limits))) as client:
+        headers = register_and_login(client)
+        response = upload(client, headers, data)
+        assert response.status_code == 413
+        assert message in response.json()["detail"]
+        assert client.get("/api/v1/datasets", headers=headers).json() == []
+
+
+def test_oversized_body_is_refused_before_it_is_parsed(make_settings: MakeSettings) -> None:
+    with TestClient(create_app(make_settings(max_upload_bytes=1000))) as client:
+        headers = register_and_login(client)
+        big = b"a,b\n" + b"1,2\n" * 40_000
+        response = upload(client, headers, big)
+        assert response.status_code == 413
+        assert response.json()["detail"] == "request body exceeds the upload limit of 1000 bytes"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "file is empty"),
+        (b"only\n1\n2\n", "at least 2 are needed"),
+        (b"a,b\n", "no data rows"),
+        (b"a,b\n1,2\n3,4,5\n", "line 3 has 3 fields but the header has 2"),
+        (b"a,a\n1,2\n", "duplicate column names in header: a"),
+        (b"a,\n1,2\n", "empty column name"),
+        (b"a,b\n\xff\xfe,1\n", "not UTF-8"),
+        (b'a,b\n"unterminated,1\n', "malformed CSV"),
+    ],
+)
+def test_invalid_csv_gives_422_with_a_clear_message(client: TestClient, data: bytes, message: str) -> None:
+    headers = register_and_login(client)
+    response = upload(client, headers, data)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_missing_file_field_is_422(client: TestClient) -> None:
+    headers = register_and_login(client)
+    response = client.post("/api/v1/datasets", headers=headers, data={"other": "x"})
+    assert response.status_code == 422
+
+
+def test_other_users_get_404_for_datasets_they_do_not_own(client: TestClient) -> None:
+    alice = register_and_login(client, "alice@example.com")
+    mallory = register_and_login(client, "mallory@example.com")
+    dataset_id = upload(client, alice).json()["id"]
+    assert client.get(f"/api/v1/datasets/{dataset_id}", headers=mallory).status_code == 404
+    assert client.delete(f"/api/v1/datasets/{dataset_id}", headers=mallory).status_code == 404
+    assert client.get("/api/v1/datasets", headers=mallory).json() == []
+    assert client.get(f"/api/v1/datasets/{dataset_id}", headers=alice).status_code == 200
+
+
+def test_delete_dataset_removes_document_and_object(client: TestClient, tmp_path: Path) -> None:
+    headers = register_and_login(client)
+    dataset_id = upload(client, headers).json()["id"]
+    assert client.delete(f"/api/v1/datasets/{dataset_id}", headers=headers).status_code == 204
+    assert client.get(f"/api/v1/datasets/{dataset_id}", headers=headers).status_code == 404
+    assert LocalObjectStore(tmp_path / "data" / "bucket").list() == []
+
+
+def test_delete_me_removes_the_user_and_everything_they_own(client: TestClient, tmp_path: Path) -> None:
+    alice = register_and_login(client, "alice@example.com")
+    bob = register_and_login(client, "bob@example.com")
+    for _ in range(2):
+        dataset_id = upload(client, alice).json()["id"]
+    analysis = client.post(
+        "/api/v1/analyses",
+        headers=alice,
+        json={
+            "dataset_id": dataset_id,
+            "target": "approved",
+            "protected_attribute": "group",
+            "positive_label": "yes",
+        },
+    )
+    assert analysis.status_code == 202
+    bob_dataset = upload(client, bob).json()["id"]
+
+    assert client.delete("/api/v1/users/me", headers=alice).status_code == 204
+    assert client.get("/api/v1/users/me", headers=alice).status_code == 401
+    bucket = LocalObjectStore(tmp_path / "data" / "bucket")
+    assert [k.rsplit("/", 1)[-1] for k in bucket.list()] == [f"{bob_dataset}.csv"]
+    # Read the store directly (a second connection to the same SQLite file), as an operator would.
+    store = open_store(f"sqlite://{tmp_path / 'data' / 'ethix.db'}")
+    assert store["users"].count({}) == 1
+    assert store["datasets"].count({}) == 1 and store["analyses"].count({}) == 0
+    store.close()
+    # The email is free again.
+    again = client.post(
+        "/api/v1/auth/register", json={"email": "alice@example.com", "password": "new-password"}
+    )
+    assert again.status_code == 201

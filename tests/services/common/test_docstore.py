@@ -1,0 +1,248 @@
+"""One contract suite for the document store, run on both backends.
+
+The MongoDB backend runs against mongomock (no real mongod can be installed here): the ``mongomock``
+parameter ids say so. The SQLite backend runs on a real SQLite file in WAL mode.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+
+import mongomock
+import pytest
+
+from services.common.docstore import (
+    DocStore,
+    DocStoreError,
+    DuplicateKeyError,
+    MongoStore,
+    SqliteStore,
+    dump,
+    open_store,
+    restore,
+)
+
+
+def _make(kind: str, path: Path) -> DocStore:
+    if kind == "sqlite":
+        return SqliteStore(path / "store.db")
+    return MongoStore(mongomock.MongoClient(), "ethix")
+
+
+@pytest.fixture(params=["sqlite", "mongodb-via-mongomock"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DocStore]:
+    made = _make(request.param, tmp_path)
+    yield made
+    made.close()
+
+
+def test_insert_and_find_one_round_trips_nested_documents(store: DocStore) -> None:
+    coll = store["things"]
+    new_id = coll.insert_one(
+        {"name": "a", "nested": {"n": 1}, "tags": ["x", "y"], "flag": True, "none": None}
+    )
+    assert isinstance(new_id, str) and new_id
+    found = coll.find_one({"_id": new_id})
+    assert found == {
+        "_id": new_id,
+        "name": "a",
+        "nested": {"n": 1},
+        "tags": ["x", "y"],
+        "flag": True,
+        "none": None,
+    }
+    assert coll.find_one({"nested.n": 1}) == found
+    assert coll.find_one({"flag": True}) == found
+    assert coll.find_one({"none": None}) == found
+    assert coll.find_one({"name": "b"}) is None
+
+
+def test_insert_keeps_given_id_and_rejects_duplicate_id(store: DocStore) -> None:
+    coll = store["things"]
+    assert coll.insert_one({"_id": "fixed", "v": 1}) == "fixed"
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "fixed", "v": 2})
+    assert coll.find_one({"_id": "fixed"}) == {"_id": "fixed", "v": 1}
+
+
+def test_find_filters_sorts_and_limits(store: DocStore) -> None:
+    coll = store["items"]
+    for i, owner in enumerate(["a", "b", "a", "a", "b"]):
+        coll.insert_one({"_id": f"id{i}", "owner": owner, "rank": (i * 7) % 5})
+    owned = coll.find({"owner": "a"}, sort=[("rank", 1)])
+    assert [d["rank"] for d in owned] == sorted(d["rank"] for d in owned)
+    assert {d["_id"] for d in owned} == {"id0", "id2", "id3"}
+    desc = coll.find({}, sort=[("rank", -1)], limit=2)
+    assert [d["rank"] for d in desc] == [4, 3]
+    assert {d["_id"] for d in coll.find({"owner": {"$in": ["b"]}})} == {"id1", "id4"}
+    assert coll.find({"owner": {"$in": []}}) == []
+    assert coll.count({"owner": "a"}) == 3
+    assert coll.count({}) == 5
+
+
+def test_update_one_set_and_inc(store: DocStore) -> None:
+    coll = store["counters"]
+    coll.insert_one({"_id": "c", "n": 1, "status": "queued"})
+    assert (
+        coll.update_one({"_id": "c"}, {"$set": {"status": "running", "meta.by": "w1"}, "$inc": {"n": 2}}) == 1
+    )
+    assert coll.find_one({"_id": "c"}) == {"_id": "c", "n": 3, "status": "running", "meta": {"by": "w1"}}
+    assert coll.update_one({"_id": "c"}, {"$inc": {"fresh": 5}}) == 1
+    assert coll.find_one({"_id": "c"})["fresh"] == 5  # type: ignore[index]
+    # A conditional update that does not match changes nothing: the compare-and-set the runner relies on.
+    assert coll.update_one({"_id": "c", "status": "queued"}, {"$set": {"status": "x"}}) == 0
+    assert coll.find_one({"_id": "c"})["status"] == "running"  # type: ignore[index]
+
+
+def test_update_rejects_unsupported_operators_and_id_changes(store: DocStore) -> None:
+    coll = store["counters"]
+    coll.insert_one({"_id": "c", "n": 1})
+    with pytest.raises(DocStoreError, match="unsupported update operators"):
+        coll.update_one({"_id": "c"}, {"$unset": {"n": ""}})
+    with pytest.raises(DocStoreError, match="_id cannot be updated"):
+        coll.update_one({"_id": "c"}, {"$set": {"_id": "d"}})
+    with pytest.raises(DocStoreError, match="needs a number"):
+        coll.update_one({"_id": "c"}, {"$inc": {"n": "1"}})
+
+
+def test_delete_one_and_many(store: DocStore) -> None:
+    coll = store["items"]
+    for i in range(4):
+        coll.insert_one({"owner": "a" if i < 3 else "b"})
+    assert coll.delete_one({"owner": "a"}) == 1
+    assert coll.count({"owner": "a"}) == 2
+    assert coll.delete_many({"owner": "a"}) == 2
+    assert coll.delete_many({"owner": "a"}) == 0
+    assert coll.count({}) == 1
+
+
+def test_unique_index_holds_on_insert_and_update(store: DocStore) -> None:
+    users = store["users"]
+    users.create_unique_index("email")
+    users.create_unique_index("email")  # idempotent, like MongoDB
+    users.insert_one({"_id": "u1", "email": "a@example.com"})
+    users.insert_one({"_id": "u2", "email": "b@example.com"})
+    with pytest.raises(DuplicateKeyError):
+        users.insert_one({"email": "a@example.com"})
+    with pytest.raises(DuplicateKeyError):
+        users.update_one({"_id": "u2"}, {"$set": {"email": "a@example.com"}})
+    assert users.count({"email": "a@example.com"}) == 1
+    assert users.unique_indexes() == ["email"]
+
+
+def test_invalid_names_are_rejected(store: DocStore) -> None:
+    with pytest.raises(DocStoreError, match="invalid collection name"):
+        store["bad name; drop"]
+    with pytest.raises(DocStoreError, match="invalid field name"):
+        store["ok"].create_unique_index("a'b")
+
+
+def test_ping_answers(store: DocStore) -> None:
+    store.ping()
+
+
+def test_dump_restore_round_trip_in_mongodump_format(store: DocStore, tmp_path: Path) -> None:
+    """Dump → restore into an empty store of the same backend gives back documents and unique indexes."""
+    import bson
+
+    store["users"].create_unique_index("email")
+    store["users"].insert_one({"_id": "u1", "email": "a@example.com", "n": 1})
+    store["datasets"].insert_one({"_id": "d1", "owner_id": "u1", "columns": ["x", "y"], "nested": {"k": 1.5}})
+    counts = dump(store, tmp_path / "dump")
+    assert counts == {"datasets": 1, "users": 1}
+    users_bson = tmp_path / "dump" / "ethix" / "users.bson"
+    assert bson.decode_all(users_bson.read_bytes()) == [{"_id": "u1", "email": "a@example.com", "n": 1}]
+    meta = (tmp_path / "dump" / "ethix" / "users.metadata.json").read_text()
+    assert '"unique": true' in meta and '"email": 1' in meta
+
+    store["users"].delete_many({})
+    store["datasets"].insert_one({"_id": "extra"})
+    assert restore(store, tmp_path / "dump") == {"datasets": 1, "users": 1}
+    assert store["users"].find({}) == [{"_id": "u1", "email": "a@example.com", "n": 1}]
+    assert store["datasets"].find({}) == [
+        {"_id": "d1", "owner_id": "u1", "columns": ["x", "y"], "nested": {"k": 1.5}}
+    ]
+    with pytest.raises(DuplicateKeyError):
+        store["users"].insert_one({"email": "a@example.com"})
+
+
+def test_dump_from_sqlite_restores_into_mongodb_via_mongomock(tmp_path: Path) -> None:
+    source = SqliteStore(tmp_path / "src.db")
+    source["users"].create_unique_index("email")
+    source["users"].insert_one({"_id": "u1", "email": "a@example.com"})
+    dump(source, tmp_path / "dump")
+    source.close()
+    target = MongoStore(mongomock.MongoClient(), "ethix")
+    restore(target, tmp_path / "dump")
+    assert target["users"].find({}) == [{"_id": "u1", "email": "a@example.com"}]
+    assert target["users"].unique_indexes() == ["email"]
+
+
+def test_restore_without_dump_fails_clearly(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    with pytest.raises(DocStoreError, match="no dump of database 'ethix'"):
+        restore(store, tmp_path / "missing")
+    store.close()
+
+
+def test_open_store_picks_backend_from_url(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/x.db")
+    assert isinstance(store, SqliteStore) and store.path == tmp_path / "x.db"
+    store.close()
+    mongo = open_store("mongodb://127.0.0.1:1/appdb")  # pymongo connects lazily
+    assert isinstance(mongo, MongoStore) and mongo.db_name == "appdb"
+    mongo.close()
+    with pytest.raises(DocStoreError, match="unsupported database URL scheme 'postgres'") as info:
+        open_store("postgres://user:hunter2@host/db")
+    assert "hunter2" not in str(info.value)
+
+
+def _increment(path: str, count: int) -> None:
+    store = SqliteStore(path)
+    coll = store["counters"]
+    for _ in range(count):
+        coll.update_one({"_id": "shared"}, {"$inc": {"n": 1}})
+    store.close()
+
+
+def _register(path: str, emails: list[str], results: multiprocessing.Queue) -> None:
+    store = SqliteStore(path)
+    created = 0
+    for email in emails:
+        try:
+            store["users"].insert_one({"email": email})
+            created += 1
+        except DuplicateKeyError:
+            pass
+    store.close()
+    results.put(created)
+
+
+def test_sqlite_two_processes_concurrent_inc_lose_no_update_and_unique_email_holds(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    store = SqliteStore(path)
+    store["counters"].insert_one({"_id": "shared", "n": 0})
+    store["users"].create_unique_index("email")
+    ctx = multiprocessing.get_context("spawn")
+    per_process = 200
+    workers = [ctx.Process(target=_increment, args=(path, per_process)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert store["counters"].find_one({"_id": "shared"}) == {"_id": "shared", "n": 2 * per_process}
+
+    emails = [f"user{i}@example.com" for i in range(50)]
+    results: multiprocessing.Queue = ctx.Queue()
+    racers = [ctx.Process(target=_register, args=(path, emails, results)) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=60)
+        assert racer.exitcode == 0
+    assert results.get(timeout=5) + results.get(timeout=5) == len(emails)
+    assert store["users"].count({}) == len(emails)
+    store.close()
