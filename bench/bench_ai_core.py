@@ -117,26 +117,20 @@ def run() -> dict[str, Any]:
     large_csv = biased_csv(10_000, 10, seed=2)
     warm_up()  # the in-process baseline pays its imports here, as the service's warm-up does
     with tempfile.TemporaryDirectory(prefix="bench-ai-core-") as tmp:
-        port = procs.free_port()
-        url = f"http://127.0.0.1:{port}"
-        process = procs.start(
-            "ai_core",
-            procs.python_module("services.ai_core"),
-            env={"PORT": str(port), "ETHIX_DATA_DIR": str(Path(tmp) / "data"), "K_SERVICE": "ai_core"},
-            log_path=Path(tmp) / "ai_core.log",
-        )
+        started = time.perf_counter()
+        service = procs.start_service("services.ai_core", Path(tmp), timeout=90)
+        startup_s = time.perf_counter() - started
         try:
-            startup_s = procs.wait_http(url + "/health/startup", timeout=90, process=process)
-            with httpx.Client(base_url=url, timeout=120) as client:
+            with httpx.Client(base_url=service.url, timeout=120) as client:
                 result: dict[str, Any] = {
                     "startup_until_warm_s": round(startup_s, 2),
                     **_latency(client, "analyze_10_rows", small_csv, SMALL_RUNS),
                     **_latency(client, "analyze_10k_rows", large_csv, LARGE_RUNS),
                 }
                 idle = [_probe(client) for _ in range(IDLE_PROBES)]
-                loaded, analyses = _probes_under_load(client, url, large_csv)
+                loaded, analyses = _probes_under_load(client, service.url, large_csv)
         finally:
-            process.stop()
+            service.process.stop()
     idle_p99 = _percentile(idle, 0.99)
     loaded_p99 = _percentile(loaded, 0.99)
     result.update(

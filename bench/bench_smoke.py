@@ -23,24 +23,6 @@ RUNS = 5
 GOAL_SECONDS = 3.0
 
 
-def _start(module: str, root: Path, env: dict[str, str] | None = None) -> tuple[procs.Process, str]:
-    port = procs.free_port()
-    name = module.rsplit(".", 1)[-1]
-    process = procs.start(
-        name,
-        procs.python_module(module),
-        env={"PORT": str(port), "ETHIX_DATA_DIR": str(root / name), "K_SERVICE": name, **(env or {})},
-        log_path=root / f"{name}.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        procs.wait_http(url + "/health/startup", timeout=120, process=process)
-    except Exception:
-        process.stop()
-        raise
-    return process, url
-
-
 def _plain_flow(base: str, csv_path: Path) -> float:
     started = time.perf_counter()
     run_id = secrets.token_hex(5)
@@ -79,9 +61,12 @@ def run() -> dict[str, object]:
     csv_path = DEFAULT_SUITE.parent / "fixtures" / "smoke_loans.csv"
     with tempfile.TemporaryDirectory(prefix="bench-smoke-") as tmp:
         root = Path(tmp)
-        ai_core, ai_url = _start("services.ai_core", root)
+        ai_core = procs.start_service("services.ai_core", root / "ai_core")
         try:
-            backend, url = _start("services.backend", root, {"AI_CORE_URL": ai_url})
+            backend = procs.start_service(
+                "services.backend", root / "backend", env={"AI_CORE_URL": ai_core.url}
+            )
+            url = backend.url
             try:
                 run_suite(url, suite)  # warm both services (first analysis loads the model code)
                 _plain_flow(url, csv_path)
@@ -94,9 +79,9 @@ def run() -> dict[str, object]:
                     suite_times.append(report.duration)
                     plain_times.append(_plain_flow(url, csv_path))
             finally:
-                backend.stop()
+                backend.process.stop()
         finally:
-            ai_core.stop()
+            ai_core.process.stop()
     suite_median = statistics.median(suite_times)
     plain_median = statistics.median(plain_times)
     return {

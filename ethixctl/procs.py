@@ -151,3 +151,40 @@ def wait_http(url: str, *, timeout: float, process: Process | None = None, expec
                 last = type(exc).__name__
             time.sleep(0.1)
     raise EthixError(f"{url} not ready after {timeout:.0f}s (last: {last})")
+
+
+@dataclass
+class Service:
+    """A bundled service (``services.backend`` / ``services.ai_core``) running as a uvicorn process."""
+
+    name: str
+    url: str
+    process: Process
+    data_dir: Path
+
+
+def start_service(
+    module: str,
+    data_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+    probe: str = "/health/startup",
+    timeout: float = 120.0,
+) -> Service:
+    """Start ``python -m MODULE`` on a free port with its own data dir and wait for its startup probe."""
+    port = free_port()
+    name = module.rsplit(".", 1)[-1]
+    process = start(
+        name,
+        python_module(module),
+        env={"PORT": str(port), "ETHIX_DATA_DIR": str(data_dir), "K_SERVICE": name, **(env or {})},
+        log_path=(log_dir or data_dir) / f"{name}-{port}.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + probe, timeout=timeout, process=process)
+    except BaseException:
+        process.stop()
+        raise
+    return Service(name, url, process, data_dir)

@@ -74,6 +74,11 @@ def _gate_counts(ledger: Any, release_id: str) -> dict[str, int]:
     return counts
 
 
+def _short_image(image: str) -> str:
+    name, sep, digest = image.partition("@sha256:")
+    return f"{name}@{digest[:12]}" if sep else image
+
+
 def _when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(at)) if at else "—"
 
@@ -85,26 +90,21 @@ def _render(
     from rich.table import Table
 
     table = Table(title="releases", show_header=True, header_style="bold")
-    for column in (
-        "id",
-        "started",
-        "who",
-        "service",
-        "image",
-        "status",
-        "canary",
-        "stable",
-        "gates",
-        "reason",
-    ):
-        table.add_column(column)
+    table.add_column("id", no_wrap=True, min_width=6)
+    table.add_column("started / who", min_width=10)
+    table.add_column("image / revisions", ratio=2)
+    table.add_column("status / gates", min_width=11)
+    table.add_column("reason", ratio=2)
     for row in rows:
         gates = " ".join(f"{k} {v}" for k, v in sorted(row["gates"].items())) or "—"
+        revisions = f"{row['stable_revision'] or '—'} → {row['canary_revision'] or '—'}"
         table.add_row(
-            row["id"], _when(row["started_at"]), row["user"], row["service"], escape(row["image"]),
-            row["status"], row["canary_revision"] or "—", row["stable_revision"] or "—", gates,
+            row["id"],
+            f"{_when(row['started_at'])}\n{row['user']}",
+            f"{escape(_short_image(row['image']))}\n{revisions}",
+            f"{row['status']}\n{gates}",
             escape(row["reason"]),
-        )  # fmt: skip
+        )
     output.show(table)
     if rollbacks:
         manual = Table(title="rollbacks", show_header=True, header_style="bold")

@@ -95,12 +95,13 @@ def command(
             "--resume continues the recorded release;"
             " --image, --set-env, --skip-canary and --dry-run do not apply"
         )
+    new_env = _parse_env(set_env or [])
     book = playbook.load(playbook_path)
     session = open_session(env, state_dir)
     try:
         environment = session.environment
         options = Options(
-            service=service, image=image or "", environment=environment.name, env=_parse_env(set_env or []),
+            service=service, image=image or "", environment=environment.name, env=new_env,
             hold=hold, interval=interval, load_rps=load, skip_canary=skip_canary, on_failure=on_failure.value,
         )  # fmt: skip
         platform = session.cloud_run()

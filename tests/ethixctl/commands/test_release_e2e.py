@@ -263,6 +263,24 @@ def test_prometheus_stopped_mid_analysis_fails_safe(platform: Platform) -> None:
         assert "consecutive query errors" in release_row.reason
 
 
+def test_revision_that_never_becomes_ready_fails_the_release_and_cannot_be_rolled_back_to(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stable = next(iter(platform.serving()))
+    # Production settings refuse fault injection: the revision exits at start-up, every time.
+    code, events = release(
+        platform, capsys, "--set-env", "ETHIX_ENV=production", "--set-env", "ETHIX_FAULT_ERROR_RATE=0.5"
+    )
+    assert code == ExitCode.FAILED
+    assert events[-1]["status"] == "failed" and "not ready" in events[-1]["reason"]
+    assert platform.serving() == {stable: 100}
+    broken = max(r.name for r in platform.cloud_run().list_revisions("backend"))
+    code, _ = run(platform, capsys, "rollback", "backend", "--to", broken)
+    assert code == ExitCode.USAGE
+    assert f"refusing to roll back to {broken}: it never became ready" in platform.last_err
+    assert platform.serving() == {stable: 100}
+
+
 def test_history_reports_the_ledger(platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
     code, events = run(platform, capsys, "history", "backend", "--json")
     assert code == ExitCode.OK

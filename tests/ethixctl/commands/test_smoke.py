@@ -10,7 +10,7 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.cli import main
-from tests.conftest import RunningService
+from ethixctl.procs import Service
 
 
 def test_nothing_listening_exits_3_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,7 +55,7 @@ def test_bad_usage_exits_2(argv: list[str], message: str, capsys: pytest.Capture
 
 @pytest.mark.e2e
 def test_all_steps_pass_with_human_output_and_junit(
-    backend_service: RunningService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    backend_service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     junit = tmp_path / "smoke.xml"
     assert main(["smoke", backend_service.url, "--junit", str(junit)]) == 0
@@ -83,7 +83,7 @@ def test_all_steps_pass_with_human_output_and_junit(
 
 @pytest.mark.e2e
 def test_json_report_masks_the_token_and_password(
-    backend_service: RunningService, capsys: pytest.CaptureFixture[str]
+    backend_service: Service, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["smoke", backend_service.url, "--json"]) == 0
     out = capsys.readouterr().out

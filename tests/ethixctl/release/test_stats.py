@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 from scipy.stats import mannwhitneyu
@@ -55,7 +56,12 @@ def test_rejects_empty_and_nan() -> None:
         mann_whitney_u([math.nan, 1.0], [1.0])
 
 
-KAYENTA = {"confidence": 0.98, "min_samples": 5, "effect_size_low": 0.8, "effect_size_high": 1.2}
+KAYENTA: dict[str, Any] = {
+    "confidence": 0.98,
+    "min_samples": 5,
+    "effect_size_low": 0.8,
+    "effect_size_high": 1.2,
+}
 STABLE = [0.10, 0.11, 0.12, 0.10, 0.09, 0.11, 0.10, 0.12, 0.11, 0.10]
 
 

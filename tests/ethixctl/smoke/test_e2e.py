@@ -14,7 +14,7 @@ import pytest
 from ethixctl import procs
 from ethixctl.cli import main
 from ethixctl.smoke import StepStatus, run_suite
-from tests.conftest import RunningService, start_service
+from ethixctl.procs import Service, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ def _rows_mentioning(db: Path, *needles: str) -> list[tuple[str, str]]:
         ]
 
 
-def test_the_suite_passes_and_leaves_no_data_of_the_synthetic_user(backend_service: RunningService) -> None:
+def test_the_suite_passes_and_leaves_no_data_of_the_synthetic_user(backend_service: Service) -> None:
     password = "smoke-e2e-known-password"
     report = run_suite(backend_service.url, variables={"password": password})
     assert report.passed, json.dumps(report.to_dict(), indent=1)
@@ -51,17 +51,17 @@ def test_the_suite_passes_and_leaves_no_data_of_the_synthetic_user(backend_servi
 
 
 @pytest.fixture
-def backend_without_ai_core(tmp_path: Path) -> Iterator[RunningService]:
+def backend_without_ai_core(tmp_path: Path) -> Iterator[Service]:
     closed = f"http://127.0.0.1:{procs.free_port()}"
     service = start_service(
-        "services.backend", tmp_path / "data", tmp_path / "logs", env={"AI_CORE_URL": closed}
+        "services.backend", tmp_path / "data", log_dir=tmp_path / "logs", env={"AI_CORE_URL": closed}
     )
     yield service
     service.process.stop()
 
 
 def test_with_ai_core_down_the_analysis_fails_clearly_and_cleanup_runs(
-    backend_without_ai_core: RunningService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    backend_without_ai_core: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     junit = tmp_path / "smoke.xml"
     code = main(["smoke", backend_without_ai_core.url, "--json", "--junit", str(junit)])

@@ -21,7 +21,7 @@ from ethixctl.cli import main
 from ethixctl.smoke import load_suite
 from ethixctl.smoke.metrics import MetricsServer, WatchMetrics
 from ethixctl.smoke.watch import SlackNotifier, watch
-from tests.conftest import RunningService
+from ethixctl.procs import Service
 from tests.ethixctl.smoke.conftest import Target, write_suite
 
 
@@ -187,7 +187,7 @@ def test_metrics_endpoint_serves_the_current_values() -> None:
 
 @pytest.mark.e2e
 def test_watch_against_the_real_services_counts_passing_runs(
-    backend_service: RunningService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    backend_service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     metrics = tmp_path / "smoke.prom"
     code = main(

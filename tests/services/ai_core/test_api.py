@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -153,3 +155,12 @@ def test_malformed_request_is_a_422(client: TestClient, payload: dict[str, objec
     response = client.post("/api/v1/analyze", json=payload)
     assert response.status_code == 422
     assert any(message in error["msg"] for error in response.json()["detail"])
+
+
+def test_app_import_leaves_the_heavy_libraries_to_the_worker() -> None:
+    code = (
+        "import sys, services.ai_core.app; "
+        "print(sorted(m for m in ('pandas', 'sklearn', 'shap', 'fairlearn', 'numpy') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
+from ethixctl.procs import Service
 from services.ai_core.synthetic import biased_csv
-from tests.conftest import RunningService
 
 PROBES = 30
 
@@ -20,7 +20,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 @pytest.mark.e2e
-def test_liveness_stays_fast_while_a_10k_row_analysis_runs(ai_core_service: RunningService) -> None:
+def test_liveness_stays_fast_while_a_10k_row_analysis_runs(ai_core_service: Service) -> None:
     request = {
         "target": "approved",
         "protected_attribute": "group",
@@ -64,7 +64,7 @@ def test_liveness_stays_fast_while_a_10k_row_analysis_runs(ai_core_service: Runn
 
 
 @pytest.mark.e2e
-def test_10k_rows_are_analysed_on_a_bounded_shap_sample(ai_core_service: RunningService) -> None:
+def test_10k_rows_are_analysed_on_a_bounded_shap_sample(ai_core_service: Service) -> None:
     response = httpx.post(
         ai_core_service.url + "/api/v1/analyze",
         json={

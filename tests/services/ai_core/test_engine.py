@@ -65,8 +65,9 @@ def test_a_killed_worker_is_replaced_and_reported() -> None:
     async def scenario() -> tuple[BaseException | dict[str, object], dict[str, object]]:
         engine.start_warm_up()
         await _wait_warm(engine)
-        running = asyncio.ensure_future(engine.analyze(large_request(20_000)))
-        await asyncio.sleep(0.3)
+        running = asyncio.ensure_future(engine.analyze(large_request(5_000)))
+        # Every future still pending or running when a worker dies fails, so the exact moment is moot.
+        await asyncio.sleep(0.05)
         [worker] = _new_children(before)
         os.kill(worker.pid or 0, signal.SIGKILL)
         try:

@@ -18,13 +18,13 @@ from schemathesis.core.result import Err
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import RunningService
+from ethixctl.procs import Service
 
 EXAMPLES_PER_OPERATION = {"/api/v1/analyze": 80}
 
 
 @pytest.mark.e2e
-def test_ai_core_conforms_to_its_openapi(ai_core_service: RunningService) -> None:
+def test_ai_core_conforms_to_its_openapi(ai_core_service: Service) -> None:
     schema = schemathesis.openapi.from_url(ai_core_service.url + "/openapi.json")
     checked = []
     for result in schema.get_all_operations():

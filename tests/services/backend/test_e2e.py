@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import RunningService
+from ethixctl.procs import Service
 
 
 def _loans_csv(rows: int = 120, seed: int = 3) -> bytes:
@@ -28,7 +28,7 @@ def _loans_csv(rows: int = 120, seed: int = 3) -> bytes:
 
 
 @pytest.mark.e2e
-def test_register_upload_analyze_report_and_metrics(backend_service: RunningService) -> None:
+def test_register_upload_analyze_report_and_metrics(backend_service: Service) -> None:
     with httpx.Client(base_url=backend_service.url, timeout=30) as http:
         credentials = {"email": "e2e@example.com", "password": "e2e-password"}
         assert http.post("/api/v1/auth/register", json=credentials).status_code == 201

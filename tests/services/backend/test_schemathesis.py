@@ -16,24 +16,24 @@ import httpx
 import pytest
 
 from ethixctl import procs
-from tests.conftest import RunningService, start_service
+from ethixctl.procs import Service, start_service
 
 
 @pytest.fixture
-def backend_alone(tmp_path: Path) -> Iterator[RunningService]:
+def backend_alone(tmp_path: Path) -> Iterator[Service]:
     env = {
         "AI_CORE_URL": f"http://127.0.0.1:{procs.free_port()}",
         "ETHIX_AI_CORE_BACKOFF_SECONDS": "0.01",
         "ETHIX_PASSWORD_HASH_MEMORY_KIB": "1024",
         "ETHIX_PASSWORD_HASH_TIME_COST": "1",
     }
-    service = start_service("services.backend", tmp_path / "data", tmp_path / "logs", env=env)
+    service = start_service("services.backend", tmp_path / "data", log_dir=tmp_path / "logs", env=env)
     yield service
     service.process.stop()
 
 
 @pytest.mark.e2e
-def test_openapi_schema_holds_under_schemathesis(backend_alone: RunningService, tmp_path: Path) -> None:
+def test_openapi_schema_holds_under_schemathesis(backend_alone: Service, tmp_path: Path) -> None:
     url = backend_alone.url
     credentials = {"email": "fuzz@example.com", "password": "fuzz-password"}
     assert httpx.post(f"{url}/api/v1/auth/register", json=credentials).status_code == 201
