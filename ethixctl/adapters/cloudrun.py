@@ -188,9 +188,12 @@ class CloudRun:
         tag: str | None,
         keep_traffic: bool = True,
         timeout: float = 120,
+        base_revision: str | None = None,
     ) -> RevisionInfo:
         """Create a revision from the current template with `image` and `env` merged over its env vars.
 
+        With `base_revision` the env vars start from that revision's instead of the template's, so a
+        rolled-back release's `--set-env` does not leak into the next release.
         Secret-backed variables of the template are kept unless `env` sets the same name. With
         `keep_traffic` the split in effect is pinned, so the new revision gets 0%; `tag` (moved if it
         existed) gives it its own URL. Waits until the revision is ready or raises EthixError.
@@ -200,6 +203,15 @@ class CloudRun:
         revision_id = self._next_revision_name(service, raw)
         container = raw.template.containers[0]
         container.image = image
+        if base_revision is not None:
+            base = self._call(
+                f"get revision {base_revision}",
+                lambda: self._revisions.get_revision(
+                    name=f"{self._service_name(service)}/revisions/{base_revision}"
+                ),
+                unknown=f"unknown revision {base_revision!r} of service {service!r}",
+            )
+            container.env = list(base.containers[0].env) if base.containers else []
         kept = [var for var in container.env if var.name not in env]
         container.env = kept + [run.EnvVar(name=k, value=v) for k, v in env.items()]
         raw.template.revision = revision_id

@@ -28,7 +28,12 @@ class OnFailure(StrEnum):
 
 def command(
     service: Annotated[str, typer.Argument(help="Cloud Run service to release, e.g. backend.")],
-    image: Annotated[str | None, typer.Option("--image", help="Image of the new revision.")] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image", help="Image of the new revision; `build` builds SERVICE from this checkout (local)."
+        ),
+    ] = None,
     set_env: Annotated[
         list[str] | None,
         typer.Option("--set-env", metavar="KEY=VALUE", help="Env var of the new revision (repeatable)."),
@@ -100,6 +105,8 @@ def command(
     session = open_session(env, state_dir)
     try:
         environment = session.environment
+        if image == "build" and not resume:
+            image = _build(service, environment)
         options = Options(
             service=service, image=image or "", environment=environment.name, env=new_env,
             hold=hold, interval=interval, load_rps=load, skip_canary=skip_canary, on_failure=on_failure.value,
@@ -145,6 +152,16 @@ def command(
         return int(result.exit_code)
     finally:
         session.close()
+
+
+def _build(service: str, environment: Any) -> str:
+    if environment.kind != "local":
+        raise UsageError(f"--image build only works on the local platform, not in {environment.name}")
+    from ethixctl.platform import images
+
+    ref = images.build(service, environment.state_dir / "images").ref
+    output.info(f"built {ref}")
+    return ref
 
 
 def _interrupt(signum: int, frame: Any) -> None:

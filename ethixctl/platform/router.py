@@ -1,18 +1,50 @@
-"""The router: Caddy, programmed only through its admin API.
+"""The router: Caddy, programmed only through its admin API, as two Caddy processes.
 
-One listener per service (weighted round robin over the serving revisions) and one listener per tag.
-Every change posts the whole desired config to ``/load``; Caddy swaps it in gracefully: in-flight
-requests finish on the old handlers. Known limit (Caddy 2.11, measured): a swap under load resets a
-few connections that arrive at that instant (~0.3% of requests while traffic flips every 100 ms); see
-test_runtime.py::test_zero_failed_requests_while_traffic_flips.
+Why two: any change through Caddy's admin API (``POST /load``, ``PATCH /config/...``, ``/id/...``)
+reloads the *whole* config: on Linux every server of the new config binds a fresh SO_REUSEPORT
+socket (caddy's listenReusable) and the old servers shut down gracefully. Measured on Caddy 2.11 with
+one listener per service and the weights in its reverse_proxy (the previous design), flipping every
+100 ms: 0.7% of keep-alive GETs, 0.44% of POSTs and 0.33% of fresh-connection requests failed, never
+with a 502/503 but as resets, two ways: connections still queued on the old socket when it closes
+are reset (the kernel does not migrate them: ``net.ipv4.tcp_migrate_req`` is 0 by default), and
+idle keep-alive connections are closed by the old server while the client already sends its next
+request on them ("Server disconnected without sending a response"). A targeted ``PATCH`` of only
+the weights path is the same full reload; ``grace_period``/``shutdown_delay`` only govern the old
+server's draining; ``Connection: close`` on responses leaves the accept-queue resets. None of them
+can avoid the reload of the listener clients talk to.
+
+So a traffic change never reloads the Caddy that clients talk to:
+
+* the **edge** Caddy owns the public listeners (one per service, one per tag). Each one proxies to a
+  fixed internal port of the split Caddy. Its config only changes when a listener is added or
+  removed (a new service, a new or dropped tag), never when weights change.
+* the **split** Caddy owns one internal listener per public one, with the weighted round robin over
+  the serving revisions (or a 503 while none serves). Every traffic change reloads only this one.
+
+A request that hits the split Caddy at the instant of a swap fails on the edge→split hop (reset in
+the accept queue or on a just-closed idle connection), before the split Caddy read it: the split
+Caddy keeps the default unlimited ``grace_period``, so a request it took in is always completed
+(by the revision, or with a 502 which the edge passes on and does not retry). A transport error
+on that hop therefore means no revision saw the request, and the edge replays it, for every
+method, with the body it buffered (``request_buffers``, 1 MiB; a bigger body is streamed and may
+not be replayable). Exceptions: the
+split Caddy dying mid-request (a revision may have seen it), and adding or removing a listener
+(new service, new or dropped tag), which reloads the edge and so can still reset a request arriving
+at that instant on any public listener; weight changes and re-pointing an existing tag never do.
+
+Both processes are one process group, led by the edge (sh starts the split Caddy, then execs the
+edge): ``Router.process`` is the edge, and stopping it, or a stale pid of a crashed daemon, stops both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +53,16 @@ import httpx
 
 from ethixctl import procs
 from ethixctl.errors import EthixError, PlatformUnavailable
+
+# Edge → split hop: how a request that met a split swap is replayed (see the module docstring).
+EDGE_RETRIES = 20
+EDGE_TRY_DURATION = "5s"
+EDGE_TRY_INTERVAL = "20ms"
+# Request bodies up to this size are buffered at the edge so that they can be replayed.
+EDGE_REQUEST_BUFFER = 1 << 20
+# sh -c _LAUNCH sh SPLIT_ADMIN CADDY SPLIT_PIDFILE SPLIT_LOG EDGE_ARGV...
+_LAUNCH = 'CADDY_ADMIN="$1" "$2" run --pidfile "$3" >>"$4" 2>&1 </dev/null & shift 4; exec "$@"'
+REPLAYABLE_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def find_caddy() -> Path:
@@ -45,25 +87,64 @@ class Listener:
     upstreams: dict[str, int] = field(default_factory=dict)
 
 
+def _server(port: int, handler: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "listen": [f"127.0.0.1:{port}"],
+        "automatic_https": {"disable": True},
+        "protocols": ["h1"],
+        "routes": [{"handle": [handler]}],
+        **extra,
+    }
+
+
 class Router:
     def __init__(self, state_dir: Path, admin_port: int):
         self.state_dir = state_dir
-        self.admin_port = admin_port
-        self.process: procs.Process | None = None
+        self.admin_port = admin_port  # the edge's admin API (the stable, public side)
+        self.split_admin_port: int | None = None
+        self.process: procs.Process | None = None  # the edge; leads the process group
+        self.split_pid: int | None = None
         self._listeners: dict[str, Listener] = {}
+        self._inner_ports: dict[str, int] = {}  # listener name -> its internal port on the split Caddy
+        self._programmed: dict[str, Listener] = {}  # as last sent to the split Caddy
+        self._edge_loaded: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    @property
+    def split_admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.split_admin_port}"
+
     def start(self, timeout: float = 20.0) -> None:
+        """Start both Caddy processes (both again, if either died) and send them the listeners."""
+        self.stop()
         home = self.state_dir / "caddy"
         home.mkdir(parents=True, exist_ok=True)
-        # --pidfile puts the state dir in the command line: that is how a stale pid is recognised as ours.
+        caddy = str(find_caddy())
+        split_pidfile = home / "caddy-split.pid"
+        split_pidfile.unlink(missing_ok=True)
+        self.split_admin_port = procs.free_port()
+        # One process group: sh starts the split Caddy in the background, then becomes the edge.
+        # --pidfile puts the state dir in both command lines: that is how a stale pid is recognised as ours.
         self.process = procs.start(
             "caddy",
-            [str(find_caddy()), "run", "--pidfile", str(home / "caddy.pid")],
+            [
+                "/bin/sh",
+                "-c",
+                _LAUNCH,
+                "sh",
+                f"127.0.0.1:{self.split_admin_port}",
+                caddy,
+                str(split_pidfile),
+                str(self.state_dir / "logs" / "caddy-split.log"),
+                caddy,
+                "run",
+                "--pidfile",
+                str(home / "caddy.pid"),
+            ],
             env={
                 "CADDY_ADMIN": f"127.0.0.1:{self.admin_port}",
                 "XDG_CONFIG_HOME": str(home / "config"),
@@ -73,36 +154,82 @@ class Router:
             log_path=self.state_dir / "logs" / "caddy.log",
         )
         procs.wait_http(self.admin_url + "/config/", timeout=timeout, process=self.process)
+        procs.wait_http(self.split_admin_url + "/config/", timeout=timeout, process=self.process)
+        self.split_pid = _read_pidfile(split_pidfile, timeout)
         with self._lock:
-            self._load()
+            self._edge_loaded = None
+            self._programmed = {}
+            self._apply()
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
+        return (
+            self.process is not None
+            and self.process.alive()
+            and self.split_pid is not None
+            and procs.pid_alive(self.split_pid)
+        )
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.stop()
+            self.process.stop()  # signals the whole process group: the split Caddy too
+        if self.split_pid is not None:
+            deadline = time.monotonic() + 10
+            while procs.pid_alive(self.split_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if procs.pid_alive(self.split_pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.split_pid, signal.SIGKILL)
+            self.split_pid = None
 
     def set_listener(self, name: str, port: int, upstreams: dict[str, int]) -> None:
         with self._lock:
             self._listeners[name] = Listener(port, dict(upstreams))
-            self._load()
+            self._apply()
 
     def set_many(self, listeners: dict[str, Listener], remove: list[str]) -> None:
-        """Apply several listener changes in one config swap (a service and its tags change together)."""
+        """Apply several listener changes at once (a service and its tags change together)."""
         with self._lock:
             for name in remove:
                 self._listeners.pop(name, None)
             self._listeners.update(listeners)
-            self._load()
+            self._apply()
 
     def listeners(self) -> dict[str, Listener]:
         with self._lock:
             return dict(self._listeners)
 
-    def config(self) -> dict[str, Any]:
+    # -- configs -----------------------------------------------------------------------------------
+
+    def edge_config(self) -> dict[str, Any]:
+        """Public listeners → the split Caddy. Independent of weights: unchanged by a traffic change."""
         servers: dict[str, Any] = {}
         for name, listener in self._listeners.items():
+            inner = self._inner_ports.get(name)
+            if inner is None:  # not programmed yet (router not started)
+                continue
+            servers[name] = _server(
+                listener.port,
+                {
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": f"127.0.0.1:{inner}"}],
+                    "request_buffers": EDGE_REQUEST_BUFFER,
+                    "load_balancing": {
+                        "retries": EDGE_RETRIES,
+                        "try_duration": EDGE_TRY_DURATION,
+                        "try_interval": EDGE_TRY_INTERVAL,
+                        "retry_match": [{"method": REPLAYABLE_METHODS}],
+                    },
+                },
+            )
+        return self._caddy_config(self.admin_port, servers)
+
+    def split_config(self, listeners: dict[str, Listener] | None = None) -> dict[str, Any]:
+        """Internal listeners with the weighted round robin over the serving revisions."""
+        servers: dict[str, Any] = {}
+        for name, listener in (self._listeners if listeners is None else listeners).items():
+            inner = self._inner_ports.get(name)
+            if inner is None:
+                continue
             upstreams = [(addr, weight) for addr, weight in listener.upstreams.items() if weight > 0]
             if upstreams:
                 handler: dict[str, Any] = {
@@ -124,26 +251,74 @@ class Router:
                     "status_code": 503,
                     "body": f"no revision of {name} is serving\n",
                 }
-            servers[name] = {
-                "listen": [f"127.0.0.1:{listener.port}"],
-                "automatic_https": {"disable": True},
-                "protocols": ["h1"],
-                "routes": [{"handle": [handler]}],
-            }
+            # The edge is a trusted proxy: the revision sees the real client in X-Forwarded-For.
+            trusted = {"source": "static", "ranges": ["127.0.0.1/32"]}
+            servers[name] = _server(inner, handler, trusted_proxies=trusted)
+        return self._caddy_config(self.split_admin_port or 0, servers)
+
+    def config(self) -> dict[str, Any]:
+        """Both configs, for status and debugging."""
+        return {"edge": self.edge_config(), "split": self.split_config()}
+
+    @staticmethod
+    def _caddy_config(admin_port: int, servers: dict[str, Any]) -> dict[str, Any]:
         return {
-            "admin": {"listen": f"127.0.0.1:{self.admin_port}", "config": {"persist": False}},
+            "admin": {"listen": f"127.0.0.1:{admin_port}", "config": {"persist": False}},
             "logging": {"logs": {"default": {"level": "WARN"}}},
             "apps": {"http": {"servers": servers}},
         }
 
-    def _load(self) -> None:
+    # -- programming -------------------------------------------------------------------------------
+
+    def _apply(self) -> None:
+        """Program both Caddys; the edge only when its listeners changed.
+
+        Order: the split Caddy first, so that a new public listener finds its inner one, and a
+        listener being removed keeps its inner listener until the edge no longer uses it.
+        """
+        if self.process is None or self.split_pid is None:
+            return
+        retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
+        for name in self._listeners:
+            if name not in self._inner_ports:
+                self._inner_ports[name] = self._free_inner_port()
+        self._load(self.split_admin_url, self.split_config({**retiring, **self._listeners}))
+        edge = self.edge_config()
+        if edge != self._edge_loaded:
+            self._load(self.admin_url, edge)
+            self._edge_loaded = edge
+        if retiring:
+            for name in retiring:
+                self._inner_ports.pop(name, None)
+            self._load(self.split_admin_url, self.split_config(self._listeners))
+        self._programmed = dict(self._listeners)
+
+    def _free_inner_port(self) -> int:
+        used = {listener.port for listener in self._listeners.values()} | set(self._inner_ports.values())
+        port = procs.free_port()
+        while port in used:
+            port = procs.free_port()
+        return port
+
+    @staticmethod
+    def _load(admin_url: str, config: dict[str, Any]) -> None:
         try:
-            response = httpx.post(self.admin_url + "/load", json=self.config(), timeout=10.0)
+            response = httpx.post(admin_url + "/load", json=config, timeout=10.0)
         except httpx.TransportError as exc:
             raise PlatformUnavailable(
-                f"the router (Caddy admin at {self.admin_url}) is unreachable: {exc}"
+                f"the router (Caddy admin at {admin_url}) is unreachable: {exc}"
             ) from None
         if response.status_code != 200:
             raise EthixError(
                 f"the router rejected its configuration: HTTP {response.status_code}: {response.text}"
             )
+
+
+def _read_pidfile(path: Path, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            return int(path.read_text().strip())
+        if time.monotonic() > deadline:
+            raise EthixError(f"the split Caddy did not write its pid file {path}")
+        time.sleep(0.05)

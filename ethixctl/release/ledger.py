@@ -290,11 +290,11 @@ class Ledger:
                 good.append(release.canary_revision)
         return good
 
-    def previous_good(self, service: str, environment: str, serving: set[str]) -> str | None:
-        """The most recent good revision that is not serving now."""
-        return next(
-            (r for r in reversed(self.good_revisions(service, environment)) if r not in serving), None
-        )
+    def previous_good(self, service: str, environment: str, split: dict[str, int]) -> str | None:
+        """The most recent good revision other than the one serving all traffic. When traffic is split
+        (a frozen or interrupted release), that may be a revision still serving part of it."""
+        current = next((revision for revision, percent in split.items() if percent == 100), None)
+        return next((r for r in reversed(self.good_revisions(service, environment)) if r != current), None)
 
     def summary(self, environment: str, service: str | None, since: float, until: float) -> dict[str, Any]:
         """The quarterly review's numbers: release frequency and rollback rate over [since, until]."""

@@ -38,7 +38,7 @@ class Platform(Protocol):
     def get_revision(self, service: str, revision: str) -> RevisionInfo: ...
     def deploy_revision(
         self, service: str, image: str, env: dict[str, str], tag: str | None, keep_traffic: bool = True,
-        timeout: float = 120,
+        timeout: float = 120, base_revision: str | None = None,
     ) -> RevisionInfo: ...  # fmt: skip
     def set_traffic(
         self, service: str, split: dict[str, int], tags: dict[str, str] | None = None
@@ -185,7 +185,7 @@ class Orchestrator:
         try:
             revision = self.platform.deploy_revision(
                 options.service, options.image, options.env, release.tag, keep_traffic=True,
-                timeout=options.deploy_timeout,
+                timeout=options.deploy_timeout, base_revision=release.stable_revision,
             )  # fmt: skip
         except EthixError as exc:
             return self._end(release, "failed", ExitCode.FAILED, f"deploy failed: {exc.message}")

@@ -37,7 +37,7 @@ class RollbackResult:
 def choose_target(platform: Platform, ledger: Ledger, service: str, environment: str, to: str | None) -> str:
     split = platform.serving_split(service)
     serving = {revision for revision, percent in split.items() if percent > 0}
-    target = to or ledger.previous_good(service, environment, serving)
+    target = to or ledger.previous_good(service, environment, split)
     if target is None:
         raise UsageError(
             f"the ledger has no earlier good revision of {service}"

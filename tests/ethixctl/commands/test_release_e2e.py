@@ -1,7 +1,8 @@
 """`ethixctl release / rollback / history` end to end on the REAL local platform (`ethixctl up`: the local
 control plane, uvicorn revisions of services.backend, Caddy, Prometheus), timings compressed.
 
-The Cloud Run adapter talks to the local control plane; nothing is faked.
+The Cloud Run adapter talks to the local control plane; nothing is faked. The tests share one platform
+and run in file order (rollback and history look at what the earlier releases recorded).
 """
 
 from __future__ import annotations
@@ -121,9 +122,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
 
 def test_healthy_release_promotes_to_100(platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
     stable = next(iter(platform.serving()))
-    code, events = release(platform, capsys, *LOAD)
+    code, events = run(platform, capsys, "release", "backend", "--image", "build", *FAST, *LOAD)
     result = events[-1]
     assert code == ExitCode.OK, result
+    assert "built local/backend@sha256:" in platform.last_err
     assert result["status"] == "promoted"
     assert platform.serving() == {result["canary"]: 100}
     assert result["stable"] == stable
@@ -136,9 +138,8 @@ def test_healthy_release_promotes_to_100(platform: Platform, capsys: pytest.Capt
 def test_rollback_goes_to_the_previous_good_revision_fast(
     platform: Platform, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    serving = next(iter(platform.serving()))
     with platform.ledger() as ledger:
-        expected = ledger.previous_good("backend", "local", {serving})
+        expected = ledger.previous_good("backend", "local", platform.serving())
     assert expected is not None
     code, events = run(platform, capsys, "rollback", "backend", "--json")
     assert code == ExitCode.OK
@@ -222,6 +223,9 @@ def test_second_release_refused_then_sigkill_and_resume_is_consistent(
     with platform.ledger() as ledger:
         pending = ledger.in_progress("backend", "local")
         assert pending is not None and pending.canary_revision
+    # Earlier rolled-back releases set fault injection; a new release starts from the stable's env.
+    canary_env = platform.cloud_run().get_revision("backend", pending.canary_revision).env
+    assert not any(name.startswith("ETHIX_FAULT_") for name in canary_env), canary_env
     # The dead owner's lock is detected, not silently broken: a new release is refused...
     code, _ = release(platform, capsys, *LOAD)
     assert code == ExitCode.FAILED
@@ -281,12 +285,75 @@ def test_revision_that_never_becomes_ready_fails_the_release_and_cannot_be_rolle
     assert platform.serving() == {stable: 100}
 
 
+def test_sigterm_keeps_state_and_a_manual_rollback_ends_a_running_release(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stable = next(iter(platform.serving()))
+    slow = ("--hold", "60", "--interval", "1", "--load", "20", "--yes", "--json", "--no-smoke")
+    first = spawn_release(platform, *slow)
+    wait_for_event(first, "step")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == ExitCode.INTERRUPTED
+    with platform.ledger() as ledger:
+        interrupted = ledger.in_progress("backend", "local")
+        assert interrupted is not None
+    assert not (platform.state_dir / "locks" / "release-local-backend.lock").exists()
+    # The interrupted release blocks new ones until it is resumed or ended.
+    code, _ = release(platform, capsys, *LOAD)
+    assert code == ExitCode.USAGE and f"release {interrupted.id} of backend" in platform.last_err
+    code, _ = run(platform, capsys, "rollback", "backend", "--to", stable)
+    assert code == ExitCode.OK
+
+    second = spawn_release(platform, *slow)
+    try:
+        wait_for_event(second, "gate")
+        code, events = run(platform, capsys, "rollback", "backend", "--to", stable, "--json")
+        assert code == ExitCode.OK and events[-1]["ended_release"]
+        # The running release sees it was ended and stops without touching traffic again.
+        assert second.wait(timeout=30) == ExitCode.ROLLED_BACK
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    assert platform.serving() == {stable: 100}
+    with platform.ledger() as ledger:
+        assert ledger.release(events[-1]["ended_release"]).status == "aborted"
+        assert ledger.in_progress("backend", "local") is None
+
+
+def test_on_failure_freeze_holds_the_split(platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
+    stable = next(iter(platform.serving()))
+    code, events = release(
+        platform, capsys, *LOAD, "--set-env", "ETHIX_FAULT_ERROR_RATE=0.3", "--on-failure", "freeze"
+    )
+    result = events[-1]
+    assert code == ExitCode.HELD, result
+    assert result["status"] == "frozen"
+    assert platform.serving() == {result["canary"]: 10, stable: 90}
+    code, _ = run(platform, capsys, "rollback", "backend")
+    assert code == ExitCode.OK
+    assert platform.serving() == {stable: 100}
+
+
+def test_skip_canary_goes_straight_to_100_loudly_and_is_recorded(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, events = release(platform, capsys, "--skip-canary")
+    result = events[-1]
+    assert code == ExitCode.OK, result
+    assert platform.serving() == {result["canary"]: 100}
+    assert "--skip-canary" in platform.last_err
+    assert not gate_events(events)
+    with platform.ledger() as ledger:
+        assert ledger.release(result["release_id"]).options["skip_canary"] is True
+    assert "canary skipped" in result["reason"]
+
+
 def test_history_reports_the_ledger(platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
     code, events = run(platform, capsys, "history", "backend", "--json")
     assert code == ExitCode.OK
     data = events[-1]
     statuses = [r["status"] for r in data["releases"]]
-    assert "promoted" in statuses and "rolled_back" in statuses
+    assert "promoted" in statuses and {"rolled_back", "frozen"} & set(statuses)
     assert data["summary"]["releases"] == len(statuses)
     assert 0 < data["summary"]["rollback_rate"] <= 1
     assert any(not r["automatic"] for r in data["rollbacks"])

@@ -60,11 +60,13 @@ def test_previous_good_revision_comes_from_the_ledger(ledger: Ledger) -> None:
     ledger.update(third.id, canary_revision="rev-4")
     ledger.finish_if_in_progress(third.id, "promoted", "ok")
     assert ledger.good_revisions("backend", "local") == ["rev-1", "rev-2", "rev-2", "rev-2", "rev-4"]
-    assert ledger.previous_good("backend", "local", serving={"rev-4"}) == "rev-2"
-    assert ledger.previous_good("backend", "local", serving={"rev-2"}) == "rev-4"
+    assert ledger.previous_good("backend", "local", {"rev-4": 100}) == "rev-2"
+    assert ledger.previous_good("backend", "local", {"rev-2": 100}) == "rev-4"
+    # A frozen split: back to the last good revision even though it still serves part of the traffic.
+    assert ledger.previous_good("backend", "local", {"rev-5": 10, "rev-4": 90}) == "rev-4"
     # A canary that was rolled back is never "good".
     assert "rev-3" not in ledger.good_revisions("backend", "local")
-    assert ledger.previous_good("ai-core", "local", serving=set()) is None
+    assert ledger.previous_good("ai-core", "local", {}) is None
 
 
 def test_summary_rollback_rate_and_frequency(ledger: Ledger) -> None:
