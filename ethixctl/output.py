@@ -39,7 +39,9 @@ def stdout() -> Console:
     if _stdout is None:
         from rich.console import Console
 
-        _stdout = Console(soft_wrap=True, highlight=False)
+        # Piped output is read by people too (CI logs): don't squeeze tables into 80 columns.
+        width = None if sys.stdout.isatty() else 200
+        _stdout = Console(soft_wrap=True, highlight=False, width=width)
     return _stdout
 
 

@@ -53,6 +53,13 @@ def _render(data: dict[str, Any]) -> None:
             output.warn("part of the platform is down: `ethixctl up` repairs it")
     for svc in data["services"]:
         output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
+        release = svc.get("release_in_progress")
+        if release:
+            output.warn(
+                f"release {release['id']} in progress ({release['phase']}, step {release['step']}): "
+                f"{release['stable_revision']} → {release['canary_revision']} by {release['user']}; "
+                f"`ethixctl release {svc['name']} --resume` continues it, `ethixctl rollback {svc['name']}` ends it"
+            )
         table = Table(show_header=True, header_style="bold")
         for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):
             table.add_column(column)

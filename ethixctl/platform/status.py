@@ -39,6 +39,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
             }
 
     out = []
+    releases = _releases_in_progress(environment, [svc.name for svc in services])
     for svc in sorted(services, key=lambda s: s.name):
         percent: dict[str, int] = {}
         tags: dict[str, list[dict[str, str | None]]] = {}
@@ -74,6 +75,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                 "url": svc.uri,
                 "latest_ready_revision": svc.latest_ready_revision,
                 "traffic": {name: pct for name, pct in percent.items() if pct},
+                "release_in_progress": releases.get(svc.name),
                 "revisions": revisions,
             }
         )
@@ -84,3 +86,30 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         "prometheus_url": environment.prometheus_url,
         "services": out,
     }
+
+
+def _releases_in_progress(environment: Environment, services: list[str]) -> dict[str, dict[str, Any]]:
+    """Releases the ledger records as unfinished: a running canary, or one interrupted mid-way."""
+    if not (environment.state_dir / "ledger.db").exists():
+        return {}
+    from ethixctl.release.ledger import Ledger
+
+    ledger = Ledger(environment.state_dir)
+    try:
+        found = {}
+        for service in services:
+            release = ledger.in_progress(service, environment.name)
+            if release is not None:
+                found[service] = {
+                    "id": release.id,
+                    "image": release.image,
+                    "phase": release.phase,
+                    "step": release.step,
+                    "canary_revision": release.canary_revision,
+                    "stable_revision": release.stable_revision,
+                    "user": release.user,
+                    "started_at": release.started_at,
+                }
+        return found
+    finally:
+        ledger.close()

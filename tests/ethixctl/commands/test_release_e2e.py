@@ -298,6 +298,10 @@ def test_sigterm_keeps_state_and_a_manual_rollback_ends_a_running_release(
         interrupted = ledger.in_progress("backend", "local")
         assert interrupted is not None
     assert not (platform.state_dir / "locks" / "release-local-backend.lock").exists()
+    # `status` shows the interrupted release, so nobody mistakes its split for a settled one.
+    code, shown = run(platform, capsys, "status", "backend", "--json")
+    assert code == ExitCode.OK
+    assert shown[-1]["services"][0]["release_in_progress"]["id"] == interrupted.id
     # The interrupted release blocks new ones until it is resumed or ended.
     code, _ = release(platform, capsys, *LOAD)
     assert code == ExitCode.USAGE and f"release {interrupted.id} of backend" in platform.last_err
