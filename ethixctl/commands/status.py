@@ -58,7 +58,8 @@ def _render(data: dict[str, Any]) -> None:
             output.warn(
                 f"release {release['id']} in progress ({release['phase']}, step {release['step']}): "
                 f"{release['stable_revision']} → {release['canary_revision']} by {release['user']}; "
-                f"`ethixctl release {svc['name']} --resume` continues it, `ethixctl rollback {svc['name']}` ends it"
+                f"`ethixctl release {svc['name']} --resume` continues it, "
+                f"`ethixctl rollback {svc['name']}` ends it"
             )
         table = Table(show_header=True, header_style="bold")
         for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):

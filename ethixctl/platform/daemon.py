@@ -107,8 +107,12 @@ class Daemon:
     def _runtime_changed(self) -> None:
         if self.runtime is None:
             return
+        # Snapshot first (it takes the runtime lock), write under our lock: never hold _write_lock
+        # while waiting for the runtime lock, or the two locks can be taken in both orders.
+        # The runtime calls this from one notifier thread, so snapshots are written in order.
+        snapshot = self.runtime.snapshot()
         with self._write_lock:
-            state.write_json(self.state_dir / state.RUNTIME_FILE, self.runtime.snapshot())
+            state.write_json(self.state_dir / state.RUNTIME_FILE, snapshot)
 
     def phase(self, text: str) -> None:
         print(f"{datetime.now(UTC).isoformat()} {text}", flush=True)

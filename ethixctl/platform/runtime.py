@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class RevisionState(str, Enum):
+class RevisionState(StrEnum):
     STARTING = "STARTING"
     READY = "READY"
     FAILED = "FAILED"

@@ -4,6 +4,11 @@ A monitor thread probes starting revisions (READY once ``/health/startup`` answe
 crashed ones with exponential backoff, on the same port when it is still free so the router keeps
 pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
 only, never to argv, logs or messages.
+
+``on_change`` (the daemon writes ``runtime.json`` from it) runs on its own notifier thread and never
+while the runtime lock is held: the callback takes its own lock and then calls :meth:`snapshot`, so
+calling it under the runtime lock would order the two locks both ways and deadlock the runtime (the
+monitor stops probing, ``revision_status`` blocks, the control plane's operation never ends).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +89,13 @@ class LocalRuntime:
         self._revisions: dict[str, _Revision] = {}
         self._traffic: dict[str, _Traffic] = {}
         self._closing = threading.Event()
+        self._dirty = threading.Event()
+        self._notifier_done = threading.Event()
         self._http = httpx.Client(timeout=0.5)
         self._monitor = threading.Thread(target=self._monitor_loop, name="revision-monitor", daemon=True)
+        self._notifier = threading.Thread(target=self._notify_loop, name="runtime-notify", daemon=True)
         self._monitor.start()
+        self._notifier.start()
 
     # -- Runtime protocol ------------------------------------------------------------------------------
 
@@ -206,6 +216,9 @@ class LocalRuntime:
             thread.start()
         for thread in threads:
             thread.join()
+        self._notifier_done.set()
+        self._dirty.set()
+        self._notifier.join(timeout=5)
         self._http.close()
 
     # -- internals ---------------------------------------------------------------------------------
@@ -284,15 +297,27 @@ class LocalRuntime:
         self._changed()
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
+        """Schedule ``on_change``: it runs on the notifier thread, outside the runtime lock (see above)."""
+        self._dirty.set()
+
+    def _notify_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._on_change is not None:
+                try:
+                    self._on_change()
+                except Exception:
+                    _log("runtime on_change callback failed")
+            if self._notifier_done.is_set() and not self._dirty.is_set():
+                return
 
     def _monitor_loop(self) -> None:
         while not self._closing.wait(self._poll_interval):
             try:
                 self._tick()
-            except Exception as exc:
-                print(f"revision monitor: {type(exc).__name__}: {exc}", file=sys.stderr)
+            except Exception:
+                _log("revision monitor: a tick failed")
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -361,3 +386,8 @@ class LocalRuntime:
         if self.prometheus is not None:
             self.prometheus.set_target(service, name, address)
         self._changed()
+
+
+def _log(what: str) -> None:
+    """A background thread's failure goes to the daemon log with its traceback, never silently away."""
+    print(f"{what}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)

@@ -79,3 +79,14 @@ async def _current_user(
 CurrentUser = Annotated[dict[str, Any], Depends(_current_user)]
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing, invalid or expired token"}}
+
+
+_SINGULAR = {"datasets": "dataset", "analyses": "analysis"}
+
+
+def owned(store: DocStore, collection: str, doc_id: str, owner_id: str) -> dict[str, Any]:
+    """The owner's document, or 404: another user's dataset or analysis looks exactly like a missing one."""
+    doc = store[collection].find_one({"_id": doc_id, "owner_id": owner_id})
+    if doc is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{_SINGULAR[collection]} not found")
+    return doc

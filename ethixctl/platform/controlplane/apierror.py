@@ -17,7 +17,14 @@ class ApiError(Exception):
 
 
 # gRPC status codes, for errors carried inside long-running operations.
-GRPC_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "ABORTED": 10, "INTERNAL": 13}
+GRPC_CODES = {
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "INTERNAL": 13,
+}
 
 
 def invalid_argument(message: str) -> ApiError:

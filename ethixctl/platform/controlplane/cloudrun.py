@@ -4,14 +4,21 @@ Semantics kept from Cloud Run: a template change creates a revision `SERVICE-NNN
 operation completes only once that revision is READY (its startup probe passed) and the traffic is
 programmed, or fails with the runtime's message; `traffic` is validated before anything changes;
 `traffic_statuses` report what is in effect, with the tag URLs the runtime returned.
+
+Every operation ends: its reconcile thread finishes it, and a watchdog fails it (and frees the service
+for the next change) if that thread has not finished `startup_timeout + OPERATION_GRACE` seconds
+after it started, e.g. because a runtime call blocked. Background failures go to stderr (the daemon
+log) with their traceback and into the operation's error.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +39,9 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 Cond = run_v2.Condition.State
+# Time an operation may take beyond the startup timeout (routing, saving) before the watchdog ends it.
+OPERATION_GRACE = 30.0
+_RESTORE = "restore"
 
 
 def _now() -> datetime:
@@ -99,8 +109,10 @@ class CloudRun:
         self._revisions: dict[str, run_v2.Revision] = {}
         self._counters: dict[str, int] = {}
         self._operations: dict[str, operations_pb2.Operation] = {}
-        self._busy: set[str] = set()
+        # service name -> the operation (or _RESTORE) applying a change to it; one at a time.
+        self._busy: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
+        self._timers: dict[str, threading.Timer] = {}
         self._load()
 
     # persistence -------------------------------------------------------------------------------
@@ -304,13 +316,26 @@ class CloudRun:
             self._revisions[revision.name] = revision
         self._services[name] = service
         op = self._new_operation(location, service)
-        self._busy.add(name)
+        self._busy[name] = op.name
         self._save()
+        revision_name = revision.name if revision else None
         thread = threading.Thread(
-            target=self._reconcile, args=(name, revision.name if revision else None, op.name), daemon=True
+            target=self._reconcile,
+            args=(name, revision_name, op.name),
+            name=f"reconcile {service_id}",
+            daemon=True,
         )
+        watchdog = threading.Timer(
+            self._startup_timeout + OPERATION_GRACE,
+            self._expire,
+            args=(name, revision_name, op.name, thread),
+        )
+        watchdog.name = f"watchdog {service_id}"
+        watchdog.daemon = True
         self._threads.append(thread)
+        self._timers[op.name] = watchdog
         thread.start()
+        watchdog.start()
         result = operations_pb2.Operation()
         result.CopyFrom(op)
         return result
@@ -408,38 +433,92 @@ class CloudRun:
             if revision_name is not None:
                 ok, message = self._bring_up(service_name, revision_name)
                 with self._lock:
-                    revision = self._revisions[revision_name]
-                    revision.reconciling = False
-                    revision.update_time = _now()
-                    service = self._services[service_name]
+                    revision = self._revisions.get(revision_name)
+                    if revision is not None:
+                        revision.reconciling = False
+                        revision.update_time = _now()
+                        revision.conditions = [_ready() if ok else _failed(message)]
+                    if self._operations[op_name].done:  # the watchdog ended it already
+                        self._save()
+                        return
                     if not ok:
-                        revision.conditions = [_failed(message)]
                         text = (
                             f"Revision '{_short(revision_name)}' is not ready and cannot serve traffic. "
                             + message
                         )
-                        self._settle(service, _failed(text))
-                        self._fail(op_name, "FAILED_PRECONDITION", text)
-                        self._save()
+                        self._end(service_name, op_name, _failed(text), "FAILED_PRECONDITION", text)
                         return
-                    revision.conditions = [_ready()]
-                    service.latest_ready_revision = _short(revision_name)
+                    self._services[service_name].latest_ready_revision = _short(revision_name)
             self._route(service_name)
             with self._lock:
-                service = self._services[service_name]
-                self._settle(service, _ready())
-                self._finish(op_name, service)
-                self._save()
+                if not self._operations[op_name].done:
+                    self._end(service_name, op_name, _ready())
         except Exception as exc:  # the operation must end, whatever the runtime raised
+            _log(f"control plane: applying a change to {_short(service_name)} failed")
             with self._lock:
-                service = self._services[service_name]
-                text = f"applying the change failed: {exc}"
-                self._settle(service, _failed(text))
-                self._fail(op_name, "INTERNAL", text)
-                self._save()
+                if not self._operations[op_name].done:
+                    text = f"applying the change failed: {type(exc).__name__}: {exc}"
+                    self._end(service_name, op_name, _failed(text), "INTERNAL", text)
         finally:
             with self._lock:
-                self._busy.discard(service_name)
+                if self._busy.get(service_name) == op_name:
+                    del self._busy[service_name]
+                timer = self._timers.pop(op_name, None)
+            if timer is not None:
+                timer.cancel()
+
+    def _end(
+        self,
+        service_name: str,
+        op_name: str,
+        condition: run_v2.Condition,
+        status: str | None = None,
+        message: str = "",
+    ) -> None:
+        """Settle the service and end its operation (done, or failed with `status`); lock held."""
+        service = self._services.get(service_name)
+        try:
+            if service is not None:
+                self._settle(service, condition)
+                if status is None:
+                    self._finish(op_name, service)
+            if status is not None or service is None:
+                self._fail(op_name, status or "INTERNAL", message or f"service {service_name} is gone")
+        finally:
+            if not self._operations[op_name].done:
+                self._fail(op_name, "INTERNAL", message or "the operation could not be completed")
+            if self._busy.get(service_name) == op_name:
+                del self._busy[service_name]
+        try:
+            self._save()
+        except Exception:
+            _log(f"control plane: saving the state after {op_name} failed")
+
+    def _expire(
+        self, service_name: str, revision_name: str | None, op_name: str, thread: threading.Thread
+    ) -> None:
+        """The watchdog: end an operation whose reconcile thread is stuck, and free the service."""
+        with self._lock:
+            self._timers.pop(op_name, None)
+            op = self._operations.get(op_name)
+            if op is None or op.done:
+                return
+            limit = self._startup_timeout + OPERATION_GRACE
+            what = f"revision '{_short(revision_name)}'" if revision_name else "the traffic change"
+            text = (
+                f"applying the change to {_short(service_name)} did not finish within {limit:.0f}s: "
+                f"{what} is stuck in the runtime; the operation was abandoned (see the daemon log)"
+            )
+            frame = sys._current_frames().get(thread.ident or -1)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread ended)\n"
+            print(f"control plane watchdog: {text}\nstuck thread:\n{stack}", file=sys.stderr, flush=True)
+            if revision_name is not None:
+                revision = self._revisions.get(revision_name)
+                if revision is not None and revision.reconciling:
+                    revision.reconciling = False
+                    revision.update_time = _now()
+                    revision.conditions = [_failed(text)]
+            self._end(service_name, op_name, _failed(text), "DEADLINE_EXCEEDED", text)
 
     @staticmethod
     def _settle(service: run_v2.Service, condition: run_v2.Condition) -> None:
@@ -571,7 +650,7 @@ class CloudRun:
         """Restart what the stored traffic needs (after `ethixctl down` / `up`) and re-program the router."""
         with self._lock:
             names = [n for n in self._services if n not in self._busy]
-            self._busy.update(names)
+            self._busy.update(dict.fromkeys(names, _RESTORE))
         for name in names:
             thread = threading.Thread(target=self._restore_one, args=(name,), daemon=True)
             self._threads.append(thread)
@@ -599,14 +678,25 @@ class CloudRun:
                 self._settle(self._services[service_name], _ready())
                 self._save()
         except Exception as exc:  # a broken service must not stop the others from restoring
+            _log(f"control plane: restoring {_short(service_name)} failed")
             with self._lock:
                 self._settle(self._services[service_name], _failed(f"restoring the service failed: {exc}"))
                 self._save()
         finally:
             with self._lock:
-                self._busy.discard(service_name)
+                if self._busy.get(service_name) == _RESTORE:
+                    del self._busy[service_name]
 
     def shutdown(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        with self._lock:
+            timers = list(self._timers.values())
+        for timer in timers:
+            timer.cancel()
         for thread in self._threads:
             thread.join(timeout)
+
+
+def _log(what: str) -> None:
+    """A background thread's failure goes to stderr (the daemon log) with its traceback."""
+    print(f"{what}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)

@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
-from services.backend.deps import UNAUTHORIZED, CurrentUser, Runner, Store
-from services.backend.routers.datasets import owned_dataset
+from services.backend.deps import UNAUTHORIZED, CurrentUser, Runner, Store, owned
 from services.backend.runner import now_iso
 from services.backend.schemas import AnalysisIn, AnalysisOut, InvalidInput, Problem, Report
-from services.common.docstore import DocStore, new_id
+from services.common.docstore import new_id
 
 router = APIRouter(prefix="/api/v1/analyses", tags=["analyses"], responses=UNAUTHORIZED)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -34,13 +33,6 @@ def to_out(doc: dict[str, Any]) -> AnalysisOut:
     )
 
 
-def _owned(store: DocStore, analysis_id: str, owner_id: str) -> dict[str, Any]:
-    doc = store["analyses"].find_one({"_id": analysis_id, "owner_id": owner_id})
-    if doc is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "analysis not found")
-    return doc
-
-
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -51,7 +43,7 @@ def _owned(store: DocStore, analysis_id: str, owner_id: str) -> dict[str, Any]:
     },
 )
 async def create_analysis(body: AnalysisIn, user: CurrentUser, store: Store, runner: Runner) -> AnalysisOut:
-    dataset = await run_in_threadpool(owned_dataset, store, body.dataset_id, user["_id"])
+    dataset = await run_in_threadpool(owned, store, "datasets", body.dataset_id, user["_id"])
     missing = [c for c in (body.target, body.protected_attribute) if c not in dataset["columns"]]
     if missing:
         raise HTTPException(
@@ -80,7 +72,7 @@ async def create_analysis(body: AnalysisIn, user: CurrentUser, store: Store, run
 
 @router.get("/{analysis_id}", response_model=AnalysisOut, responses=NOT_FOUND)
 async def get_analysis(analysis_id: str, user: CurrentUser, store: Store) -> AnalysisOut:
-    return to_out(await run_in_threadpool(_owned, store, analysis_id, user["_id"]))
+    return to_out(await run_in_threadpool(owned, store, "analyses", analysis_id, user["_id"]))
 
 
 @router.get(
@@ -89,7 +81,7 @@ async def get_analysis(analysis_id: str, user: CurrentUser, store: Store) -> Ana
     responses={**NOT_FOUND, 409: {"model": Problem, "description": "The analysis has not succeeded (yet)"}},
 )
 async def get_report(analysis_id: str, user: CurrentUser, store: Store) -> Report:
-    doc = await run_in_threadpool(_owned, store, analysis_id, user["_id"])
+    doc = await run_in_threadpool(owned, store, "analyses", analysis_id, user["_id"])
     if doc["status"] != "succeeded":
         detail = f"analysis is {doc['status']}" + (f": {doc['error']}" if doc.get("error") else "")
         raise HTTPException(status.HTTP_409_CONFLICT, detail)

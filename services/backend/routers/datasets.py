@@ -8,11 +8,11 @@ from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
 from services.backend.csvcheck import CsvInvalid, CsvTooLarge, inspect_csv
-from services.backend.deps import UNAUTHORIZED, CurrentUser, Settings, Storage, Store
+from services.backend.deps import UNAUTHORIZED, CurrentUser, Settings, Storage, Store, owned
 from services.backend.routers.users import dataset_prefix
 from services.backend.runner import now_iso
 from services.backend.schemas import DatasetOut, InvalidInput, Problem
-from services.common.docstore import DocStore, new_id
+from services.common.docstore import new_id
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=UNAUTHORIZED)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -30,13 +30,6 @@ def to_out(doc: dict[str, Any]) -> DatasetOut:
         size_bytes=doc["size_bytes"],
         created_at=doc["created_at"],
     )
-
-
-def owned_dataset(store: DocStore, dataset_id: str, owner_id: str) -> dict[str, Any]:
-    doc = store["datasets"].find_one({"_id": dataset_id, "owner_id": owner_id})
-    if doc is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "dataset not found")
-    return doc
 
 
 @router.post(
@@ -93,14 +86,14 @@ async def list_datasets(user: CurrentUser, store: Store) -> list[DatasetOut]:
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=NOT_FOUND)
 async def get_dataset(dataset_id: str, user: CurrentUser, store: Store) -> DatasetOut:
-    return to_out(await run_in_threadpool(owned_dataset, store, dataset_id, user["_id"]))
+    return to_out(await run_in_threadpool(owned, store, "datasets", dataset_id, user["_id"]))
 
 
 @router.delete(
     "/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=NOT_FOUND
 )
 async def delete_dataset(dataset_id: str, user: CurrentUser, store: Store, storage: Storage) -> Response:
-    doc = await run_in_threadpool(owned_dataset, store, dataset_id, user["_id"])
+    doc = await run_in_threadpool(owned, store, "datasets", dataset_id, user["_id"])
     await run_in_threadpool(storage.delete, doc["object_key"])
     await run_in_threadpool(store["datasets"].delete_one, {"_id": dataset_id, "owner_id": user["_id"]})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

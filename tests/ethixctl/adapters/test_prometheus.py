@@ -1,19 +1,18 @@
-"""The Prometheus adapter against a real Prometheus server scraping a real (in-test) exporter."""
+"""The Prometheus adapter against the local platform's real Prometheus scraping a real (in-test) exporter."""
 
 from __future__ import annotations
 
 import math
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from ethixctl import procs
 from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable, QueryError
+from ethixctl.platform.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 
@@ -38,44 +37,26 @@ class _Exporter(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: apt-get install -y --no-install-recommends prometheus")
     exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    base: Path = tmp_path_factory.mktemp("prom")
-    port = procs.free_port()
-    (base / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: demo\n    static_configs: [{{targets: ['127.0.0.1:{exporter.server_port}']}}]\n"
-        f"  - job_name: dead\n    static_configs: [{{targets: ['127.0.0.1:{procs.free_port()}']}}]\n"
-    )
-    process = procs.start(
-        "prometheus",
-        [
-            binary,
-            f"--config.file={base / 'prometheus.yml'}",
-            f"--storage.tsdb.path={base / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log_path=base / "prometheus.log",
-    )
-    client = Prometheus(f"http://127.0.0.1:{port}")
+    server = PrometheusServer(tmp_path_factory.mktemp("prom"), procs.free_port())
+    server.start(timeout=30)
+    server.set_target("demo", "live", f"127.0.0.1:{exporter.server_port}")
+    server.set_target("demo", "dead", f"127.0.0.1:{procs.free_port()}")
+    client = Prometheus(server.url)
     try:
-        procs.wait_http(f"{client.url}/-/ready", timeout=30, process=process)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not client.query("demo_requests_total"):
             time.sleep(0.5)
         yield client
     finally:
         client.close()
-        process.stop()
+        server.stop()
         exporter.shutdown()
 
 
 def test_query_returns_labelled_samples(prometheus: Prometheus) -> None:
-    samples = {s.labels["route"]: s.value for s in prometheus.query("demo_requests_total")}
+    samples = {s.labels["route"]: s.value for s in prometheus.query('demo_requests_total{revision="live"}')}
     assert samples == {"/a": 5.0, "/b": 7.0}
 
 
@@ -104,11 +85,11 @@ def test_targets_report_health(prometheus: Prometheus) -> None:
     deadline = time.monotonic() + 10
     health: dict[str, str] = {}
     while time.monotonic() < deadline:
-        health = {t.job: t.health for t in prometheus.targets()}
+        health = {t.labels["revision"]: t.health for t in prometheus.targets()}
         if health.get("dead") == "down":
             break
         time.sleep(0.5)
-    assert health == {"demo": "up", "dead": "down"}
+    assert health == {"live": "up", "dead": "down"}
     assert prometheus.ready()
 
 

@@ -7,7 +7,6 @@ is the shipped one; only the P95 threshold is lowered so a 300 ms latency fault 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.adapters.prometheus import Prometheus
+from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.release import analysis, loadgen, playbook
 from ethixctl.release.analysis import Outcome
 from ethixctl.release.stats import Classification, ScoreVerdict
@@ -52,35 +52,14 @@ def _book() -> playbook.Playbook:
 
 
 def start_prometheus(base: Path, targets: dict[str, str]) -> tuple[procs.Process, Prometheus]:
-    """Prometheus with a 1 s scrape interval; each target labelled with service and revision like the
-    local platform does (honor_labels keeps the services' own revision label authoritative)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: apt-get install -y --no-install-recommends prometheus")
-    lines = ["global: {scrape_interval: 1s, evaluation_interval: 1s}", "scrape_configs:"]
-    lines += ["  - job_name: revisions", "    honor_labels: true", "    static_configs:"]
+    """The local platform's Prometheus (1 s scrapes, file-based discovery, honor_labels), scraping
+    each target labelled with service and revision like the platform does."""
+    server = PrometheusServer(base, procs.free_port())
+    server.start(timeout=30)
+    assert server.process is not None
     for revision, url in targets.items():
-        host = url.removeprefix("http://")
-        lines.append(f"      - {{targets: ['{host}'], labels: {{service: {SERVICE}, revision: {revision}}}}}")
-    (base / "prometheus.yml").write_text("\n".join(lines) + "\n")
-    port = procs.free_port()
-    process = procs.start(
-        "prometheus",
-        [
-            binary,
-            f"--config.file={base / 'prometheus.yml'}",
-            f"--storage.tsdb.path={base / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log_path=base / "prometheus.log",
-    )
-    client = Prometheus(f"http://127.0.0.1:{port}")
-    try:
-        procs.wait_http(f"{client.url}/-/ready", timeout=30, process=process)
-    except Exception:
-        process.stop()
-        raise
-    return process, client
+        server.set_target(SERVICE, revision, url.removeprefix("http://"))
+    return server.process, Prometheus(server.url)
 
 
 def start_revision(base: Path, revision: str, env: dict[str, str]) -> tuple[procs.Process, str]:

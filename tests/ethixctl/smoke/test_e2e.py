@@ -13,8 +13,8 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.cli import main
-from ethixctl.smoke import StepStatus, run_suite
 from ethixctl.procs import Service, start_service
+from ethixctl.smoke import StepStatus, run_suite
 
 pytestmark = pytest.mark.e2e
 

@@ -18,10 +18,10 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.cli import main
+from ethixctl.procs import Service
 from ethixctl.smoke import load_suite
 from ethixctl.smoke.metrics import MetricsServer, WatchMetrics
 from ethixctl.smoke.watch import SlackNotifier, watch
-from ethixctl.procs import Service
 from tests.ethixctl.smoke.conftest import Target, write_suite
 
 
