@@ -17,11 +17,11 @@ class ExitCode(IntEnum):
 
 EXIT_CODE_TABLE: list[tuple[int, str, str]] = [
     (0, "all", "success: promoted, rolled back on request, all smoke steps passed"),
-    (1, "all", "the operation failed (a smoke step failed, a gate could not be evaluated, …)"),
-    (2, "all", "bad usage: unknown flag or service, invalid playbook or config file"),
+    (1, "all", "the operation failed (a smoke step failed, a deploy failed, …)"),
+    (2, "all", "bad usage: unknown flag, service or revision; invalid playbook or config file"),
     (3, "release", "the canary failed a gate and was rolled back automatically"),
-    (3, "smoke", "the target did not answer (network error after retries)"),
+    (3, "smoke", "the target did not answer (network errors after retries)"),
     (4, "release", "held or frozen, or the analysis stayed inconclusive"),
-    (5, "all", "the platform is unreachable: control plane, Prometheus or `ethixctl up` not running"),
-    (130, "all", "interrupted (Ctrl-C / SIGTERM); durable state is kept for --resume"),
+    (5, "all", "the platform is unreachable: control plane, Prometheus, or `ethixctl up` not running"),
+    (130, "all", "interrupted (Ctrl-C / SIGTERM); durable state kept for `--resume`"),
 ]
