@@ -158,7 +158,7 @@ class CloudRun:
 
     # writes ------------------------------------------------------------------------------------
     def create_service(
-        self, service: str, image: str, env: dict[str, str], timeout: float = 120
+        self, service: str, image: str, env: dict[str, str], timeout: float = 150
     ) -> ServiceInfo:
         """Create a service whose first revision takes all traffic once ready (used by `ethixctl up`)."""
         run = self._run
@@ -187,7 +187,7 @@ class CloudRun:
         env: dict[str, str],
         tag: str | None,
         keep_traffic: bool = True,
-        timeout: float = 120,
+        timeout: float = 150,
         base_revision: str | None = None,
     ) -> RevisionInfo:
         """Create a revision from the current template with `image` and `env` merged over its env vars.

@@ -31,7 +31,7 @@ from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Listener, Router
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatus
 
-STARTUP_TIMEOUT = 180.0
+STARTUP_TIMEOUT = 120.0
 # A revision that dies this many times before it ever became ready is FAILED, like a Cloud Run deploy.
 MAX_EARLY_CRASHES = 3
 MAX_BACKOFF = 30.0

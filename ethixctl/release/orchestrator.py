@@ -38,7 +38,7 @@ class Platform(Protocol):
     def get_revision(self, service: str, revision: str) -> RevisionInfo: ...
     def deploy_revision(
         self, service: str, image: str, env: dict[str, str], tag: str | None, keep_traffic: bool = True,
-        timeout: float = 120, base_revision: str | None = None,
+        timeout: float = 150, base_revision: str | None = None,
     ) -> RevisionInfo: ...  # fmt: skip
     def set_traffic(
         self, service: str, split: dict[str, int], tags: dict[str, str] | None = None
@@ -59,7 +59,8 @@ class Options:
     load_path: str = "/api/v1/users/me"
     skip_canary: bool = False
     on_failure: Literal["rollback", "freeze"] = "rollback"
-    deploy_timeout: float = 120
+    # Longer than the platform's own startup timeout (120 s), so a slow revision fails with its reason.
+    deploy_timeout: float = 150
 
 
 @dataclass

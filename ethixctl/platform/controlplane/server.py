@@ -250,7 +250,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    startup_timeout: float = 300.0,
+    startup_timeout: float = 120.0,
 ) -> ControlPlaneServer:
     """Start the control plane in a background thread; stored services get their revisions restarted."""
     store_dir.mkdir(parents=True, exist_ok=True)
