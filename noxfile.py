@@ -38,3 +38,18 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main demo: start the local platform, release a good canary, then a bad one that rolls back."""
     session.run("python", "-m", "ethixctl.demo", *session.posargs)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """Post-deploy check as CI runs it: bring the local platform up, run `ethixctl smoke` against the
+    deployed backend, publish the JUnit file (reports/smoke-junit.xml), bring the platform down."""
+    import tempfile
+
+    state_dir = tempfile.mkdtemp(prefix="ethixctl-ci-")
+    scope = ["--state-dir", state_dir]
+    session.run("ethixctl", "up", "--free-ports", *scope)
+    try:
+        session.run("ethixctl", "smoke", "--env", "local", "--junit", "reports/smoke-junit.xml", *scope)
+    finally:
+        session.run("ethixctl", "down", "--purge", *scope)

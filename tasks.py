@@ -4,7 +4,8 @@
     python3 tasks.py demo    # set up, start the local platform, run a good and a bad canary release
     python3 tasks.py test    # set up, run the whole test suite (what CI runs)
 
-Also: ``lint``, ``typecheck``, ``bench``. Each one creates ``.venv`` when missing, installs the project
+Also: ``smoke`` (platform up, smoke suite with a JUnit report, platform down), ``lint``, ``typecheck``,
+``bench``. Each one creates ``.venv`` when missing, installs the project
 with every extra, installs Prometheus (Debian package) when it is missing and we are allowed to, then
 hands over to the matching ``nox`` session. Standard library only: this runs before anything is installed.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-SESSIONS = ("demo", "test", "lint", "typecheck", "bench")
+SESSIONS = ("demo", "test", "smoke", "lint", "typecheck", "bench")
 PROMETHEUS_INSTALL = "apt-get update && apt-get install -y --no-install-recommends prometheus"
 
 
@@ -71,8 +72,10 @@ def main(argv: list[str]) -> int:
         print(f"usage: python3 tasks.py {{{'|'.join(SESSIONS)}}} [args passed to the session]")
         return 2
     session, rest = argv[0], argv[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
     ensure_venv()
-    if session in ("demo", "test", "bench"):
+    if session in ("demo", "test", "smoke", "bench"):
         ensure_prometheus()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(VENV)}
     nox_session = "tests" if session == "test" else session

@@ -34,6 +34,11 @@ def interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def _no_color() -> dict[str, Any]:
+    # rich alone drops colours for NO_COLOR but keeps bold and dim; NO_COLOR users want plain text.
+    return {"color_system": None} if os.environ.get("NO_COLOR") else {}
+
+
 def stdout() -> Console:
     global _stdout
     if _stdout is None:
@@ -41,7 +46,7 @@ def stdout() -> Console:
 
         # Piped output is read by people too (CI logs): don't squeeze tables into 80 columns.
         width = None if sys.stdout.isatty() else 200
-        _stdout = Console(soft_wrap=True, highlight=False, width=width)
+        _stdout = Console(soft_wrap=True, highlight=False, width=width, **_no_color())
     return _stdout
 
 
@@ -50,7 +55,7 @@ def stderr() -> Console:
     if _stderr is None:
         from rich.console import Console
 
-        _stderr = Console(stderr=True, soft_wrap=True, highlight=False)
+        _stderr = Console(stderr=True, soft_wrap=True, highlight=False, **_no_color())
     return _stderr
 
 

@@ -150,7 +150,7 @@ def _show_step(result: StepResult) -> None:
     elif result.status == "skipped":
         output.info(f"[dim]- {_esc(result.name)} ({_esc(result.reason or 'skipped')})[/dim]")
     elif result.status == "error":
-        output.failure(f"{label} [yellow]network error[/yellow]: {_esc(result.reason or '')}")
+        output.failure(f"{label} [yellow]{_esc(result.reason or 'network error')}[/yellow]")
     else:
         output.failure(f"{label}: {_esc(result.reason or '')}")
 

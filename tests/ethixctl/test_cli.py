@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ethixctl import __version__
+from ethixctl import __version__, procs
 from ethixctl.cli import main
 from ethixctl.exitcodes import EXIT_CODE_TABLE, ExitCode
 
@@ -62,3 +63,21 @@ def test_readme_exit_code_table_matches_the_code() -> None:
         if line.startswith("| ") and not line.startswith("| code")
     ]
     assert rows == [(str(code), scope, meaning) for code, scope, meaning in EXIT_CODE_TABLE]
+
+
+@pytest.mark.parametrize(("no_color", "expect_ansi"), [(None, True), ("1", False)])
+def test_no_color_is_honoured(no_color: str | None, expect_ansi: bool) -> None:
+    """FORCE_COLOR makes rich colour a pipe; NO_COLOR must still win."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env["FORCE_COLOR"] = "1"
+    if no_color is not None:
+        env["NO_COLOR"] = no_color
+    closed = f"http://127.0.0.1:{procs.free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "ethixctl", "smoke", closed, "--retries", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == ExitCode.TARGET_UNREACHABLE
+    assert ("\x1b[" in result.stderr) is expect_ansi
