@@ -1,21 +1,27 @@
-"""The typer application: a thin layer that finds one module per command in ``ethixctl.commands``.
+"""The typer application: a thin layer over one module per command in ``ethixctl.commands``.
 
-Command modules import only typer at module level; the heavy libraries (google-cloud-*, pandas,
-pymongo, …) are imported inside the command functions, which keeps ``ethixctl --help`` instant.
+Only the command being run is imported, and command modules import only typer at module level; the
+heavy libraries (google-cloud-*, pandas, pymongo, …) are imported inside the command functions. That
+keeps ``ethixctl --help`` as fast as importing typer itself.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from ethixctl import __version__, output
 from ethixctl.errors import EthixError
 from ethixctl.exitcodes import EXIT_CODE_TABLE, ExitCode
+
+if TYPE_CHECKING:
+    # typer vendors its own copy of click.
+    from typer import _click as click
 
 
 def _exit_code_epilog() -> str:
@@ -24,7 +30,53 @@ def _exit_code_epilog() -> str:
     return f"\b\nExit codes:\n{rows}"
 
 
+# The commands, by section, with the one line `ethixctl --help` shows. A command's module is imported
+# only when that command runs (or its own --help is asked for); test_cli checks these lines against
+# each command's docstring.
+COMMANDS: dict[str, dict[str, str]] = {
+    "Releases": {
+        "release": "Canary-release a new image: 10% → 50% → 100%, gated on Prometheus.",
+        "rollback": "Move 100% of traffic back to the last good revision (or --to).",
+        "history": "The ledger: releases, gate outcomes, rollbacks, rollback rate.",
+        "smoke": "Run the post-deploy smoke suite against a deployment.",
+    },
+    "Local platform": {
+        "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
+        "status": "Services, revisions, traffic, tags, readiness and Prometheus targets.",
+        "logs": "Show (or follow) a service's revision logs.",
+        "build": "Snapshot services/ into a content-addressed local image.",
+        "down": "Stop everything the local platform started; keep data unless --purge.",
+    },
+    "Help": {"version": "Print ethixctl's version."},
+}
+_SUMMARIES = {name: summary for section in COMMANDS.values() for name, summary in section.items()}
+
+
+def load_command(name: str) -> click.Command:
+    """Import ``ethixctl.commands.NAME`` and turn its ``command`` function (or ``app`` group) into click."""
+    module = importlib.import_module(f"ethixctl.commands.{name.replace('-', '_')}")
+    if hasattr(module, "app"):
+        return typer.main.get_group(module.app)
+    single = typer.Typer(rich_markup_mode=None, add_completion=False, pretty_exceptions_enable=False)
+    single.command(name)(module.command)
+    return typer.main.get_command(single)
+
+
+class _LazyCommands(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_SUMMARIES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in _SUMMARIES else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for section, commands in COMMANDS.items():
+            with formatter.section(section):
+                formatter.write_dl(list(commands.items()))
+
+
 app = typer.Typer(
+    cls=_LazyCommands,
     name="ethixctl",
     help=(
         "Operate the EthixAI platform: canary releases, rollbacks, smoke tests and the local platform.\n\n"
@@ -59,24 +111,6 @@ def _root(
     ] = False,
 ) -> None:
     """ethixctl — the EthixAI operations toolkit."""
-
-
-def _register_commands() -> None:
-    import ethixctl.commands as commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        name = getattr(module, "NAME", info.name.replace("_", "-"))
-        panel = getattr(module, "PANEL", None)
-        if hasattr(module, "app"):
-            app.add_typer(module.app, name=name, rich_help_panel=panel)
-        else:
-            app.command(name, rich_help_panel=panel)(module.command)
-
-
-_register_commands()
 
 
 # typer vendors its own click; the exception classes are reachable through BadParameter's bases.

@@ -9,15 +9,15 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import JsonFlag, StateDirOption
 
-PANEL = "Local platform"
-
 
 def command(
     service: Annotated[str, typer.Argument(help="Service to build (backend, ai_core).")],
     state_dir: StateDirOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Build a content-addressed local image (local/SERVICE@sha256:…) from services/.
+    """Snapshot services/ into a content-addressed local image.
+
+    Build a content-addressed local image (local/SERVICE@sha256:…) from services/.
 
     The same source always gives the same reference. Deploy it with `ethixctl release`.
 

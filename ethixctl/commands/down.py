@@ -9,8 +9,6 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import JsonFlag, StateDirOption
 
-PANEL = "Local platform"
-
 
 def command(
     state_dir: StateDirOption = None,
@@ -20,7 +18,9 @@ def command(
         typer.Option("--purge", help="Also delete the state dir: database, bucket, metrics, images, logs."),
     ] = False,
 ) -> None:
-    """Stop every process the local platform started; data is kept unless --purge.
+    """Stop everything the local platform started; keep data unless --purge.
+
+    Stop every process the local platform started; data is kept unless --purge.
 
     Examples:
 

@@ -11,8 +11,6 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
 
-PANEL = "Releases"
-
 
 def command(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
@@ -22,7 +20,9 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Releases, promotions and rollbacks: who, when, which image, gate outcomes; rollback rate and
+    """The ledger: releases, gate outcomes, rollbacks, rollback rate.
+
+    Releases, promotions and rollbacks: who, when, which image, gate outcomes; rollback rate and
     release frequency over the period (the runbook's quarterly review).
 
     \b

@@ -9,8 +9,6 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import StateDirOption
 
-PANEL = "Local platform"
-
 
 def command(
     service: Annotated[str, typer.Argument(help="Service (backend, ai_core).")],
@@ -23,7 +21,9 @@ def command(
     ] = False,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Print the last lines of a service's revision logs, optionally following them.
+    """Show (or follow) a service's revision logs.
+
+    Print the last lines of a service's revision logs, optionally following them.
 
     Examples:
 

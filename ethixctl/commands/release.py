@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from ethixctl.release.notify import Event
     from ethixctl.release.orchestrator import Result
 
-PANEL = "Releases"
-
 
 class OnFailure(StrEnum):
     rollback = "rollback"
@@ -72,7 +70,9 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> int:
-    """Release a new image of SERVICE as a canary: 10% → 50% → 100%, analysed at every step.
+    """Canary-release a new image: 10% → 50% → 100%, gated on Prometheus.
+
+    Release a new image of SERVICE as a canary: 10% → 50% → 100%, analysed at every step.
 
     Each analysis checks the canary's error rate and P95 on Prometheus and compares it with the stable
     revision (Mann-Whitney U); no data is never a pass. A failed gate moves 100% back to the stable

@@ -9,8 +9,6 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
 
-PANEL = "Releases"
-
 
 def command(
     service: Annotated[str, typer.Argument(help="Service to roll back, e.g. backend.")],
@@ -25,7 +23,9 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> int:
-    """Move 100% of SERVICE's traffic to the previous good revision (from the ledger) or to --to.
+    """Move 100% of traffic back to the last good revision (or --to).
+
+    Move 100% of SERVICE's traffic to the previous good revision (from the ledger) or to --to.
 
     Refuses a revision that does not exist or never became ready. A release in progress is ended
     first. Prints how long until the router served only that revision.

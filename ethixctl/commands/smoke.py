@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from ethixctl.smoke.runner import SmokeReport, StepResult
     from ethixctl.smoke.watch import Alert
 
-PANEL = "Releases"
-
 
 def command(
     url: Annotated[
@@ -65,7 +63,9 @@ def command(
         typer.Option("--metrics-port", min=0, max=65535, help="With --watch: serve /metrics here."),
     ] = None,
 ) -> int:
-    """Run the smoke suite against a deployment: health, auth, upload, analysis, report, metrics.
+    """Run the post-deploy smoke suite against a deployment.
+
+    Run the smoke suite against a deployment: health, auth, upload, analysis, report, metrics.
 
     The synthetic user is deleted at the end, even when a step fails. Exit codes: 0 passed,
     1 a step failed, 2 bad usage or suite file, 3 target unreachable.

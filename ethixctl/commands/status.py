@@ -9,8 +9,6 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
 
-PANEL = "Local platform"
-
 
 def command(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
@@ -18,7 +16,9 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Show each service's revisions with traffic %, tags and URLs, readiness and Prometheus target health.
+    """Services, revisions, traffic, tags, readiness and Prometheus targets.
+
+    Show each service's revisions with traffic %, tags and URLs, readiness and Prometheus target health.
 
     On the local platform it also shows whether the router, Prometheus and the control plane are alive.
 

@@ -9,8 +9,6 @@ import typer
 from ethixctl import output
 from ethixctl.commands._options import JsonFlag, StateDirOption
 
-PANEL = "Local platform"
-
 
 def command(
     state_dir: StateDirOption = None,
@@ -25,7 +23,9 @@ def command(
         float, typer.Option("--timeout", help="Seconds to wait for readiness.", min=1)
     ] = 300.0,
 ) -> None:
-    """Start the local platform: control plane, router (Caddy), Prometheus, backend and ai_core.
+    """Start the local platform: control plane, Caddy, Prometheus, services.
+
+    Start the local platform: control plane, router (Caddy), Prometheus, backend and ai_core.
 
     Idempotent: on a running platform it reports the URLs and restarts a dead router or Prometheus.
     Data (database, bucket, metrics) is kept in the state dir across restarts.

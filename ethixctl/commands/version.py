@@ -5,8 +5,6 @@ from __future__ import annotations
 from ethixctl import __version__, output
 from ethixctl.commands._options import JsonFlag
 
-PANEL = "Help"
-
 
 def command(json: JsonFlag = False) -> None:
     """Print ethixctl's version."""

@@ -81,3 +81,16 @@ def test_no_color_is_honoured(no_color: str | None, expect_ansi: bool) -> None:
     )
     assert result.returncode == ExitCode.TARGET_UNREACHABLE
     assert ("\x1b[" in result.stderr) is expect_ansi
+
+
+def test_every_command_module_is_listed_with_its_own_summary() -> None:
+    import pkgutil
+
+    import ethixctl.commands
+    from ethixctl.cli import COMMANDS, load_command
+
+    modules = {m.name for m in pkgutil.iter_modules(ethixctl.commands.__path__) if not m.name.startswith("_")}
+    listed = {name: summary for section in COMMANDS.values() for name, summary in section.items()}
+    assert set(listed) == modules
+    for name, summary in listed.items():
+        assert (load_command(name).help or "").splitlines()[0] == summary, name
