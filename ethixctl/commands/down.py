@@ -20,8 +20,6 @@ def command(
 ) -> None:
     """Stop everything the local platform started; keep data unless --purge.
 
-    Stop every process the local platform started; data is kept unless --purge.
-
     Examples:
 
       ethixctl down

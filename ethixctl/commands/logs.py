@@ -23,8 +23,6 @@ def command(
 ) -> None:
     """Show (or follow) a service's revision logs.
 
-    Print the last lines of a service's revision logs, optionally following them.
-
     Examples:
 
       ethixctl logs backend -n 100

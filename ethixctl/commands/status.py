@@ -18,8 +18,6 @@ def command(
 ) -> None:
     """Services, revisions, traffic, tags, readiness and Prometheus targets.
 
-    Show each service's revisions with traffic %, tags and URLs, readiness and Prometheus target health.
-
     On the local platform it also shows whether the router, Prometheus and the control plane are alive.
 
     Examples:

@@ -25,8 +25,6 @@ def command(
 ) -> None:
     """Start the local platform: control plane, Caddy, Prometheus, services.
 
-    Start the local platform: control plane, router (Caddy), Prometheus, backend and ai_core.
-
     Idempotent: on a running platform it reports the URLs and restarts a dead router or Prometheus.
     Data (database, bucket, metrics) is kept in the state dir across restarts.
 
@@ -58,6 +56,18 @@ def command(
         "repaired": result.repaired,
         "cleaned_stale_pids": result.cleaned_pids,
     }
+    from ethixctl.platform.daemon import DEFAULT_PORTS
+
+    moved = {
+        name: port
+        for name, port in info.get("ports", {}).items()
+        if name in DEFAULT_PORTS and port != DEFAULT_PORTS[name] and not free_ports
+    }
+    if moved and not result.already_running:
+        output.warn(
+            "default ports in use, using others: "
+            + ", ".join(f"{name} {DEFAULT_PORTS[name]} → {port}" for name, port in moved.items())
+        )
     if result.cleaned_pids:
         output.warn(f"cleaned up after a previous run that did not stop cleanly (pids {result.cleaned_pids})")
     if result.repaired:

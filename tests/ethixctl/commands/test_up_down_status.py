@@ -167,3 +167,26 @@ def test_status_without_platform_exits_5_with_hint(
 ) -> None:
     code, _, err = run(capsys, "status", "--state-dir", str(tmp_path / "none"))
     assert code == 5 and "ethixctl up" in err
+
+
+def test_a_default_port_in_use_moves_to_a_free_one_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from ethixctl.platform.daemon import DEFAULT_PORTS
+
+    blocker = socket.socket()
+    occupied = DEFAULT_PORTS["control_plane"]
+    if not procs.port_in_use(occupied):
+        blocker.bind(("127.0.0.1", occupied))
+        blocker.listen()
+    state_dir = tmp_path / "state"
+    try:
+        code, out, err = run(capsys, "up", "--state-dir", str(state_dir), "--json")
+        assert code == 0, err
+        assert f"control_plane {occupied} →" in err
+        assert not json.loads(out)["control_plane_url"].endswith(f":{occupied}")
+    finally:
+        run(capsys, "down", "--purge", "--state-dir", str(state_dir))
+        blocker.close()
