@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,10 +25,31 @@ from ethixctl.errors import EthixError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port that this process has not handed out (or claimed) before.
+
+    The port is released before the caller binds it. Caddy binds with SO_REUSEPORT, so two parts of
+    one platform given the same port would silently share it (requests to one reaching the other)
+    instead of failing; never handing a port out twice rules that out.
+    """
+    with _handed_out_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+
+
+def claim_port(port: int) -> None:
+    """Record a port chosen another way (a default, last run's) so ``free_port`` never returns it."""
+    with _handed_out_lock:
+        _handed_out.add(port)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

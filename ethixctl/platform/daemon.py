@@ -58,12 +58,10 @@ def choose_ports(state_dir: Path, free_only: bool) -> dict[str, int]:
                 and not procs.port_in_use(candidate)
             ):
                 chosen[name] = candidate
+                procs.claim_port(candidate)
                 break
         else:
-            port = procs.free_port()
-            while port in chosen.values():
-                port = procs.free_port()
-            chosen[name] = port
+            chosen[name] = procs.free_port()
     state.write_json(state_dir / state.PORTS_FILE, dict(chosen))
     return chosen
 

@@ -281,7 +281,7 @@ class Router:
         retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
         for name in self._listeners:
             if name not in self._inner_ports:
-                self._inner_ports[name] = self._free_inner_port()
+                self._inner_ports[name] = procs.free_port()
         self._load(self.split_admin_url, self.split_config({**retiring, **self._listeners}))
         edge = self.edge_config()
         if edge != self._edge_loaded:
@@ -293,12 +293,6 @@ class Router:
             self._load(self.split_admin_url, self.split_config(self._listeners))
         self._programmed = dict(self._listeners)
 
-    def _free_inner_port(self) -> int:
-        used = {listener.port for listener in self._listeners.values()} | set(self._inner_ports.values())
-        port = procs.free_port()
-        while port in used:
-            port = procs.free_port()
-        return port
 
     @staticmethod
     def _load(admin_url: str, config: dict[str, Any]) -> None:

@@ -50,3 +50,11 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
         time.sleep(0.05)
     process.stop(timeout=0.5)
     assert not procs.pid_alive(process.pid)
+
+
+def test_free_port_never_hands_out_a_port_twice_or_a_claimed_one() -> None:
+    claimed = procs.free_port() + 1
+    procs.claim_port(claimed)
+    ports = [procs.free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert claimed not in ports
