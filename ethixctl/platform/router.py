@@ -293,7 +293,6 @@ class Router:
             self._load(self.split_admin_url, self.split_config(self._listeners))
         self._programmed = dict(self._listeners)
 
-
     @staticmethod
     def _load(admin_url: str, config: dict[str, Any]) -> None:
         try:
