@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from ethixctl import procs
 from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable, QueryError
 from ethixctl.platform.prometheus import PrometheusServer
+from tests.httpserver import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -37,22 +37,18 @@ class _Exporter(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
     server = PrometheusServer(tmp_path_factory.mktemp("prom"), procs.free_port())
     server.start(timeout=30)
-    server.set_target("demo", "live", f"127.0.0.1:{exporter.server_port}")
-    server.set_target("demo", "dead", f"127.0.0.1:{procs.free_port()}")
-    client = Prometheus(server.url)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not client.query("demo_requests_total"):
-            time.sleep(0.5)
-        yield client
-    finally:
-        client.close()
-        server.stop()
-        exporter.shutdown()
+    with serve(_Exporter) as exporter_url, Prometheus(server.url) as client:
+        server.set_target("demo", "live", exporter_url.removeprefix("http://"))
+        server.set_target("demo", "dead", f"127.0.0.1:{procs.free_port()}")
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not client.query("demo_requests_total"):
+                time.sleep(0.5)
+            yield client
+        finally:
+            server.stop()
 
 
 def test_query_returns_labelled_samples(prometheus: Prometheus) -> None:

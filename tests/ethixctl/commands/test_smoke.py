@@ -11,6 +11,7 @@ import pytest
 from ethixctl import procs
 from ethixctl.cli import main
 from ethixctl.procs import Service
+from tests.ethixctl.smoke.conftest import RUNBOOK_TESTS
 
 
 def test_nothing_listening_exits_3_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,18 +61,7 @@ def test_all_steps_pass_with_human_output_and_junit(
     junit = tmp_path / "smoke.xml"
     assert main(["smoke", backend_service.url, "--junit", str(junit)]) == 0
     captured = capsys.readouterr()
-    for name in (
-        "liveness",
-        "readiness",
-        "register",
-        "login",
-        "upload dataset",
-        "trigger analysis",
-        "analysis finishes",
-        "fetch report",
-        "metrics",
-        "cleanup: delete synthetic user",
-    ):
+    for name in (*RUNBOOK_TESTS, "cleanup: delete synthetic user"):
         assert f"✓ {name} " in captured.err
     assert "PASSED  10 passed, 0 failed, 0 network errors, 0 skipped" in captured.out
     root = ET.parse(junit).getroot()

@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +19,7 @@ from ethixctl.release import playbook
 from ethixctl.release.ledger import Ledger
 from ethixctl.release.lock import LockHeld, ReleaseLock, StaleLock
 from ethixctl.release.notify import Event, Notifier
+from tests.httpserver import serve
 
 
 @pytest.fixture
@@ -165,18 +165,14 @@ class _SlackReceiver(BaseHTTPRequestHandler):
 
 def test_notifications_reach_console_ledger_and_slack_wire_level_fake(ledger: Ledger) -> None:
     """Slack's incoming webhook is replaced by a wire-level fake: a real HTTP server receiving the POSTs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackReceiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     seen: list[Event] = []
-    webhook = f"http://127.0.0.1:{server.server_port}/services/T000/B000/secret-token"
-    try:
+    with serve(_SlackReceiver) as url:
+        webhook = f"{url}/services/T000/B000/secret-token"
         notify = Notifier(ledger, "backend", "local", seen.append, playbook.load().notifications, webhook)
         release = ledger.create_release("backend", "local", "img", "rev-1", {})
         notify.release_id = release.id
         notify("step", "step 1/3: 10% to the canary")
         notify("rolled_back", "rolled back to rev-1")
-    finally:
-        server.shutdown()
     assert [e.kind for e in seen] == ["step", "rolled_back"]
     assert [e["kind"] for e in ledger.events(release.id)] == ["step", "rolled_back"]
     # Only the playbook's Slack events are sent.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from ethixctl.errors import UsageError
 from ethixctl.release import loadgen
+from tests.httpserver import serve
 
 
 class _Counter(BaseHTTPRequestHandler):
@@ -26,12 +27,8 @@ class _Counter(BaseHTTPRequestHandler):
 
 
 def test_steady_rate_and_status_counts() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        statuses = loadgen.run(f"http://127.0.0.1:{server.server_port}/ok", rps=40, duration=1.5)
-    finally:
-        server.shutdown()
+    with serve(_Counter) as url:
+        statuses = loadgen.run(f"{url}/ok", rps=40, duration=1.5)
     assert set(statuses) == {"204"}
     assert 45 <= statuses["204"] <= 75  # 60 scheduled; a shared 2-core machine may lag a little
     assert _Counter.hits == statuses["204"]

@@ -7,17 +7,32 @@ The smoke runner is a generic HTTP client, so these tests drive it against a rea
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.httpserver import serve
+
 Answer = tuple[int, Any]
 Route = Callable[[dict[str, Any]], Answer]
+
+
+# The runbook's eight tests as step names of playbooks/smoke.yaml (liveness and readiness are two steps).
+RUNBOOK_TESTS = [
+    "liveness",
+    "readiness",
+    "register",
+    "login",
+    "upload dataset",
+    "trigger analysis",
+    "analysis finishes",
+    "fetch report",
+    "metrics",
+]
 
 
 @dataclass
@@ -58,14 +73,8 @@ def make_handler(target: Target) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def target() -> Iterator[Target]:
     handler_target = Target("")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(handler_target))
-    handler_target.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield handler_target
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve(make_handler(handler_target)) as handler_target.url:
+        yield handler_target
 
 
 def write_suite(directory: Path, text: str, name: str = "suite.yaml") -> Path:

@@ -7,19 +7,7 @@ import pytest
 from ethixctl.errors import PlaybookError
 from ethixctl.exitcodes import ExitCode
 from ethixctl.smoke.model import DEFAULT_SUITE, load_suite
-from tests.ethixctl.smoke.conftest import write_suite
-
-RUNBOOK_TESTS = [
-    "liveness",
-    "readiness",
-    "register",
-    "login",
-    "upload dataset",
-    "trigger analysis",
-    "analysis finishes",
-    "fetch report",
-    "metrics",
-]
+from tests.ethixctl.smoke.conftest import RUNBOOK_TESTS, write_suite
 
 
 def test_the_shipped_suite_loads_and_covers_the_runbook() -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from ethixctl.smoke import load_suite
 from ethixctl.smoke.metrics import MetricsServer, WatchMetrics
 from ethixctl.smoke.watch import SlackNotifier, watch
 from tests.ethixctl.smoke.conftest import Target, write_suite
+from tests.httpserver import serve
 
 
 @dataclass
@@ -50,14 +50,9 @@ def slack() -> Iterator[SlackReceiver]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/secret-hook-path"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield receiver
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve(Handler) as url:
+        receiver.url = f"{url}/services/T000/B000/secret-hook-path"
+        yield receiver
 
 
 def _series(text: str) -> dict[str, float]:
