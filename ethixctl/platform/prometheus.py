@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ethixctl import procs
 from ethixctl.errors import PlatformUnavailable
+from ethixctl.files import write_atomic
 
 INSTALL_HINT = "install it: apt-get install -y --no-install-recommends prometheus"
 SCRAPE_INTERVAL = "1s"
@@ -33,13 +34,6 @@ def find_prometheus() -> Path:
             return candidate
     where = f"ETHIXCTL_PROMETHEUS_BIN={override}" if override else "/usr/bin/prometheus or PATH"
     raise PlatformUnavailable(f"prometheus binary not found ({where})", hint=INSTALL_HINT)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class PrometheusServer:

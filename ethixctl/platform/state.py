@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ethixctl import procs
+from ethixctl.files import write_atomic
 
 PLATFORM_FILE = "platform.json"
 RUNTIME_FILE = "runtime.json"
@@ -37,10 +38,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ethixctl.errors import EthixError, UsageError
+from ethixctl.files import write_atomic
 from ethixctl.procs import pid_alive
 
 
@@ -115,9 +116,7 @@ class ReleaseLock:
         current = self.owner()
         if self._held and current is not None:
             current.release_id = release_id
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(current)))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(asdict(current)))
 
     def release(self) -> None:
         if self._held:

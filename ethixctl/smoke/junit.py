@@ -6,15 +6,14 @@ which CI tools show apart from a test that ran and failed); steps not run are ``
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ethixctl.files import write_atomic
 from ethixctl.smoke.runner import SmokeReport, StepResult, StepStatus
 
 
-def to_xml(report: SmokeReport) -> ET.ElementTree:
+def to_xml(report: SmokeReport) -> ET.Element:
     results = [*report.steps, *report.cleanup]
     counts = report.counts()
     suites = ET.Element("testsuites", name="ethixctl smoke")
@@ -35,7 +34,7 @@ def to_xml(report: SmokeReport) -> ET.ElementTree:
     for result in results:
         suite.append(_testcase(report.suite, result))
     ET.indent(suites)
-    return ET.ElementTree(suites)
+    return suites
 
 
 def _testcase(suite_name: str, result: StepResult) -> ET.Element:
@@ -59,13 +58,5 @@ def _testcase(suite_name: str, result: StepResult) -> ET.Element:
 def write(report: SmokeReport, path: str | Path) -> Path:
     """Write atomically, so a CI job never picks up half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            to_xml(report).write(handle, encoding="utf-8", xml_declaration=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, ET.tostring(to_xml(report), encoding="utf-8", xml_declaration=True))
     return path

@@ -4,12 +4,12 @@ depend on prometheus-client (a services-only dependency)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from ethixctl.files import write_atomic
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RESULTS = ("passed", "failed", "unreachable")
@@ -76,17 +76,7 @@ def _escape(value: str) -> str:
 
 def write_textfile(metrics: WatchMetrics, path: str | Path) -> None:
     """Atomic replace: the textfile collector must never read a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(metrics.render())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), metrics.render())
 
 
 class MetricsServer:
