@@ -59,6 +59,13 @@ def stderr() -> Console:
     return _stderr
 
 
+def escape(text: str) -> str:
+    """Text from outside (service answers, reasons, names) shown literally, never read as rich markup."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
+
+
 def emit_json(data: Any) -> None:
     """Machine-readable data on stdout, one document per call."""
     sys.stdout.write(json.dumps(data, default=str, sort_keys=False) + "\n")

@@ -86,7 +86,6 @@ def _when(at: float | None) -> str:
 def _render(
     rows: list[dict[str, Any]], rollbacks: list[dict[str, Any]], summary: dict[str, Any], days: int
 ) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="releases", show_header=True, header_style="bold")
@@ -101,9 +100,9 @@ def _render(
         table.add_row(
             row["id"],
             f"{_when(row['started_at'])}\n{row['user']}",
-            f"{escape(_short_image(row['image']))}\n{revisions}",
+            f"{output.escape(_short_image(row['image']))}\n{revisions}",
             f"{row['status']}\n{gates}",
-            escape(row["reason"]),
+            output.escape(row["reason"]),
         )
     output.show(table)
     if rollbacks:
@@ -115,7 +114,7 @@ def _render(
             kind = "automatic" if item["automatic"] else "manual"
             manual.add_row(
                 _when(item["at"]), item["user"], item["service"], item["to_revision"], kind, seconds,
-                escape(item["reason"]),
+                output.escape(item["reason"]),
             )  # fmt: skip
         output.show(manual)
     rate = "—" if summary["rollback_rate"] is None else f"{summary['rollback_rate'] * 100:.0f}%"

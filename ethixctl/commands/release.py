@@ -207,14 +207,8 @@ def _dry_run(book: Any, options: Any, platform: Any, prometheus: Any, session: A
     gates = ", ".join(f"{g['name']} < {g['max']:g}" for g in the_plan["gates"])
     output.show(f"  gates: {gates}; min {the_plan['min_requests']} requests per {timing.window:g}s window")
     output.show(f"  on failure: {options.on_failure}; nothing was changed (--dry-run)")
-    output.show(f"[bold]gates now[/bold] on {subject}: {_esc(verdict.summary())}")
+    output.show(f"[bold]gates now[/bold] on {subject}: {output.escape(verdict.summary())}")
     return 0
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 class _Renderer:
@@ -251,7 +245,7 @@ class _Renderer:
             "held": "yellow",
         }
         color = style.get(event.kind)
-        line = f"[{color}]{_esc(event.message)}[/{color}]" if color else _esc(event.message)
+        line = f"[{color}]{output.escape(event.message)}[/{color}]" if color else output.escape(event.message)
         if self.live is not None:
             self.live.console.print(line)
             self.live.update(self._panel())
@@ -295,8 +289,8 @@ def _summary(result: Result, *, json: bool) -> None:
         return
     message = f"{result.status}: {result.reason}"
     if result.exit_code == ExitCode.OK:
-        output.success(_esc(message))
+        output.success(output.escape(message))
     else:
-        output.warn(_esc(message))
+        output.warn(output.escape(message))
     if result.status == "rolled_back" and result.canary:
         output.info(f"the canary {result.canary} is kept at 0% with its tag for inspection")

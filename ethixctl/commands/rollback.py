@@ -36,7 +36,6 @@ def command(
       ethixctl rollback backend --to backend-00003-x7k --json
     """
     output.configure(json_mode=json)
-    from rich.markup import escape
 
     from ethixctl.release.notify import Event, Notifier
     from ethixctl.release.rollback import rollback
@@ -48,7 +47,7 @@ def command(
 
         def sink(event: Event) -> None:
             if not json:
-                output.info(escape(event.message))
+                output.info(output.escape(event.message))
 
         from ethixctl.release.playbook import load
 

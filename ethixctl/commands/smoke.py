@@ -99,7 +99,7 @@ def command(
     target = normalise_base_url(url if url is not None else _resolve_url(environment, service, tag))
 
     if watch_interval is None:
-        output.info(f"smoke suite {_esc(suite.name)} against {_esc(target)}")
+        output.info(f"smoke suite {output.escape(suite.name)} against {output.escape(target)}")
         from ethixctl.smoke.runner import run_suite
 
         report = run_suite(target, suite, timeout=timeout, retries=retries, on_step=_show_step)
@@ -133,14 +133,8 @@ def _resolve_url(environment: Environment | None, service: str, tag: str | None)
     return run.tag_url(service, tag) if tag else run.get_service(service).uri
 
 
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
 def _show_step(result: StepResult) -> None:
-    label = f"{_esc(result.name)} [dim]{result.duration * 1000:.0f} ms[/dim]"
+    label = f"{output.escape(result.name)} [dim]{result.duration * 1000:.0f} ms[/dim]"
     if result.phase == "cleanup":
         label = f"cleanup: {label}"
     if result.network_retries:
@@ -148,11 +142,13 @@ def _show_step(result: StepResult) -> None:
     if result.status == "passed":
         output.success(label)
     elif result.status == "skipped":
-        output.info(f"[dim]- {_esc(result.name)} ({_esc(result.reason or 'skipped')})[/dim]")
+        output.info(
+            f"[dim]- {output.escape(result.name)} ({output.escape(result.reason or 'skipped')})[/dim]"
+        )
     elif result.status == "error":
-        output.failure(f"{label} [yellow]{_esc(result.reason or 'network error')}[/yellow]")
+        output.failure(f"{label} [yellow]{output.escape(result.reason or 'network error')}[/yellow]")
     else:
-        output.failure(f"{label}: {_esc(result.reason or '')}")
+        output.failure(f"{label}: {output.escape(result.reason or '')}")
 
 
 def _finish(report: SmokeReport, *, json: bool, junit: Path | None) -> None:
@@ -212,7 +208,7 @@ def _watch(
     server = MetricsServer(metrics, port=metrics_port) if metrics_port is not None else None
     notifier = SlackNotifier(webhook) if webhook else None
     output.info(
-        f"watching {_esc(target)} every {interval:g}s; alert after {failures} consecutive failures"
+        f"watching {output.escape(target)} every {interval:g}s; alert after {failures} consecutive failures"
         + (" (Slack + console)" if notifier else " (console only: no Slack webhook configured)")
     )
     if server is not None:
@@ -228,10 +224,10 @@ def _watch(
         elif report.passed:
             output.success(f"run {run}: passed in {report.duration:.2f}s")
         else:
-            output.failure(f"run {run}: {report.outcome} — {_esc(failure_summary(report))}")
+            output.failure(f"run {run}: {report.outcome} — {output.escape(failure_summary(report))}")
 
     def on_alert(alert: Alert) -> None:
-        output.warn(f"ALERT ({alert.kind}): {_esc(alert.text)}")
+        output.warn(f"ALERT ({alert.kind}): {output.escape(alert.text)}")
         if alert.delivery_problem:
             output.warn(f"alert not delivered: {alert.delivery_problem}")
 

@@ -40,6 +40,11 @@ def source_name(service: str) -> str:
     return service.replace("-", "_")
 
 
+def service_id(service: str) -> str:
+    """The Cloud Run id of a service named either way: ``ai_core`` and ``ai-core`` are ``ai-core``."""
+    return service.replace("_", "-")
+
+
 def buildable_services(source_root: Path = REPO_ROOT) -> list[str]:
     """Services with an entry point (``services/NAME/__main__.py``)."""
     base = source_root / "services"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ethixctl.errors import PlatformUnavailable, UsageError
+from ethixctl.platform.images import service_id
 
 
 def log_files(state_dir: Path, service: str, revision: str | None = None) -> list[tuple[str, Path]]:
@@ -18,8 +19,8 @@ def log_files(state_dir: Path, service: str, revision: str | None = None) -> lis
             f"no local platform logs in {state_dir}", hint="start the platform with `ethixctl up`"
         )
     services = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if service not in services and service.replace("_", "-") in services:
-        service = service.replace("_", "-")
+    if service not in services and service_id(service) in services:
+        service = service_id(service)
     if service not in services:
         raise UsageError(
             f"unknown service {service!r}", hint=f"services with logs: {', '.join(services) or 'none'}"

@@ -6,6 +6,7 @@ from typing import Any
 
 from ethixctl.config import Environment
 from ethixctl.platform import state
+from ethixctl.platform.images import service_id
 
 
 def collect(environment: Environment, only: str | None = None) -> dict[str, Any]:
@@ -13,8 +14,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
     from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable
 
     cloudrun = CloudRun(environment.project, environment.region, environment.run_endpoint)
-    # `ai_core` (the package) names the Cloud Run service `ai-core`; accept either spelling.
-    services = [cloudrun.get_service(only.replace("_", "-"))] if only else cloudrun.list_services()
+    services = [cloudrun.get_service(service_id(only))] if only else cloudrun.list_services()
 
     targets: dict[str, str] = {}
     prometheus_up = True
