@@ -1,0 +1,1 @@
+"""Secrets as code: the catalog (``playbooks/secrets.yaml``), value generation, and rotations."""
