@@ -5,49 +5,136 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.backend.deps import Backend
-from services.backend.routers import analyses, auth, datasets, health, users
+from services.backend.keys import (
+    DEV_JWT_SECRET_NAME,
+    DEV_SESSION_SECRET_NAME,
+    KeyRing,
+    UnusableKey,
+    dev_reader,
+)
+from services.backend.routers import analyses, auth, datasets, health, users, wellknown
 from services.backend.runner import AnalysisRunner
 from services.backend.settings import BackendSettings, load_settings
 from services.common import observability
 from services.common.docstore import DocStore, open_store
+from services.common.secrets import RuntimeSecrets, SecretManagerReader, SecretReader, Snapshot
 from services.common.storage import open_storage
 
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# How often a revision whose secrets did not load yet checks again whether it can open its store.
+_STARTING_POLL_SECONDS = 0.2
 
 
 def prepare_store(store: DocStore) -> None:
     store["users"].create_unique_index("email")
 
 
-def create_app(settings: BackendSettings | None = None) -> FastAPI:
-    settings = settings or load_settings()
+@dataclass(frozen=True)
+class SecretNames:
+    jwt_signing_key: str
+    session_key: str
+    database_url: str | None
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await run_in_threadpool(open_store, settings.database)
+    @classmethod
+    def of(cls, settings: BackendSettings) -> SecretNames:
+        if settings.secrets_project is None:
+            return cls(DEV_JWT_SECRET_NAME, DEV_SESSION_SECRET_NAME, None)
+        assert settings.secret_jwt_signing_key and settings.secret_session_key  # checked by the settings
+        return cls(settings.secret_jwt_signing_key, settings.secret_session_key, settings.secret_database_url)
+
+    def all(self) -> list[str]:
+        return [n for n in (self.jwt_signing_key, self.session_key, self.database_url) if n is not None]
+
+
+def secret_reader(settings: BackendSettings) -> SecretReader:
+    if settings.secrets_project is None:
+        return dev_reader()
+    return SecretManagerReader(
+        settings.secrets_project,
+        settings.secrets_endpoint,
+        timeout=min(5.0, max(1.0, settings.secrets_refresh_seconds)),
+    )
+
+
+def create_app(settings: BackendSettings | None = None, reader: SecretReader | None = None) -> FastAPI:
+    """``reader`` replaces Secret Manager (tests); by default it follows the settings."""
+    settings = settings or load_settings()
+    names = SecretNames.of(settings)
+
+    def on_secrets_change(app: FastAPI, snapshot: Snapshot) -> None:
+        try:
+            app.state.keys = KeyRing.build(snapshot, names.jwt_signing_key, names.session_key)
+            app.state.keys_error = None
+        except UnusableKey as exc:
+            # Keep signing with the keys in use; startup and readiness name the problem.
+            app.state.keys_error = str(exc)
+            print(f"backend: keys not updated: {exc}", flush=True)
+
+    def database_url(secrets: RuntimeSecrets) -> str:
+        if names.database_url is None:
+            return settings.database
+        return secrets.snapshot()[names.database_url]["current"].value.decode()
+
+    async def open_backend(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:
+        store = await run_in_threadpool(open_store, database_url(secrets))
         try:
             storage = await run_in_threadpool(open_storage, settings.storage)
             await run_in_threadpool(prepare_store, store)
             runner = AnalysisRunner(settings, store, storage)
             await run_in_threadpool(runner.reap_orphans)
-            app.state.backend = Backend(settings, store, storage, runner)
-            reaper = asyncio.create_task(runner.reap_forever())
-            try:
-                yield
-            finally:
+        except BaseException:
+            store.close()
+            raise
+        app.state.backend = Backend(settings, store, storage, runner)
+        return asyncio.create_task(runner.reap_forever())
+
+    async def open_when_loaded(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:
+        while not (secrets.loaded() and getattr(app.state, "keys", None) is not None):
+            await asyncio.sleep(_STARTING_POLL_SECONDS)
+        return await open_backend(app, secrets)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backend = None
+        app.state.keys = None
+        secrets = RuntimeSecrets(
+            reader or secret_reader(settings),
+            names.all(),
+            refresh_seconds=settings.secrets_refresh_seconds,
+            service=settings.service_name,
+            revision=settings.revision,
+            on_change=lambda snapshot: on_secrets_change(app, snapshot),
+        )
+        app.state.secrets = secrets
+        await run_in_threadpool(secrets.refresh)
+        secrets.start()
+        # Normally the secrets are there and the app opens its store before it takes requests. If not,
+        # it serves its probes (startup answers 503 naming the secret) and opens once they load.
+        opening = asyncio.create_task(open_when_loaded(app, secrets))
+        if secrets.loaded() and app.state.keys is not None:
+            await asyncio.shield(opening)
+        try:
+            yield
+        finally:
+            secrets.stop()
+            opening.cancel()
+            (reaper,) = await asyncio.gather(opening, return_exceptions=True)
+            if isinstance(reaper, asyncio.Task):
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
-                await runner.close()
-        finally:
-            store.close()
+            backend: Backend | None = app.state.backend
+            if backend is not None:
+                await backend.runner.close()
+                backend.store.close()
 
     app = FastAPI(
         title="EthixAI backend",
@@ -55,7 +142,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         description="Users, CSV datasets and fairness analyses (computed by ai_core).",
         lifespan=lifespan,
     )
-    for module in (health, auth, users, datasets, analyses):
+    for module in (health, auth, users, datasets, analyses, wellknown):
         app.include_router(module.router)
 
     @app.middleware("http")

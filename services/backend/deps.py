@@ -1,4 +1,4 @@
-"""``Annotated`` dependencies shared by the routers: Settings, Store, Storage, Runner, CurrentUser."""
+"""``Annotated`` dependencies shared by the routers: Settings, Store, Storage, Runner, Keys, CurrentUser."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from services.backend import sessions
+from services.backend.keys import KeyRing
 from services.backend.runner import AnalysisRunner
 from services.backend.security import InvalidToken, verify_token
 from services.backend.settings import BackendSettings
 from services.common.docstore import DocStore
+from services.common.secrets import RuntimeSecrets
 from services.common.storage import ObjectStore
 
 
@@ -26,9 +29,30 @@ class Backend:
     runner: AnalysisRunner
 
 
+def starting_problems(request: Request) -> dict[str, str]:
+    """Why the app is not serving yet (secrets not loaded, unusable keys): names, never values."""
+    secrets: RuntimeSecrets | None = getattr(request.app.state, "secrets", None)
+    problems = secrets.problems() if secrets is not None else {"secrets": "not loaded yet"}
+    keys_error = getattr(request.app.state, "keys_error", None)
+    if keys_error:
+        problems["keys"] = keys_error
+    return problems or {"backend": "opening the document store"}
+
+
 def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
+    backend: Backend | None = getattr(request.app.state, "backend", None)
+    if backend is None:
+        problems = "; ".join(f"{name}: {problem}" for name, problem in starting_problems(request).items())
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"starting: {problems}", {"Retry-After": "2"}
+        )
     return backend
+
+
+def _keys(request: Request) -> KeyRing:
+    _backend(request)
+    keys: KeyRing = request.app.state.keys
+    return keys
 
 
 def _settings(request: Request) -> BackendSettings:
@@ -51,6 +75,7 @@ Settings = Annotated[BackendSettings, Depends(_settings)]
 Store = Annotated[DocStore, Depends(_store)]
 Storage = Annotated[ObjectStore, Depends(_storage)]
 Runner = Annotated[AnalysisRunner, Depends(_runner)]
+Keys = Annotated[KeyRing, Depends(_keys)]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
 
@@ -59,23 +84,38 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _current_user(
-    settings: Settings,
+@dataclass(frozen=True)
+class Caller:
+    user: dict[str, Any]
+    session_id: str
+
+
+async def _caller(
+    keys: Keys,
     store: Store,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> dict[str, Any]:
+) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("missing bearer token")
     try:
-        user_id = verify_token(settings, credentials.credentials)
+        claims = verify_token(keys, credentials.credentials)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from None
-    user = await run_in_threadpool(store["users"].find_one, {"_id": user_id})
+    try:
+        await run_in_threadpool(sessions.check, store, claims.session_id, claims.user_id)
+    except sessions.InvalidSession as exc:
+        raise _unauthorized(str(exc)) from None
+    user = await run_in_threadpool(store["users"].find_one, {"_id": claims.user_id})
     if user is None:
         raise _unauthorized("the token's user no longer exists")
-    return user
+    return Caller(user, claims.session_id)
 
 
+async def _current_user(caller: Annotated[Caller, Depends(_caller)]) -> dict[str, Any]:
+    return caller.user
+
+
+CurrentCaller = Annotated[Caller, Depends(_caller)]
 CurrentUser = Annotated[dict[str, Any], Depends(_current_user)]
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing, invalid or expired token"}}

@@ -32,6 +32,22 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+    # Opaque; exchanged at POST /api/v1/auth/refresh for a new pair (each one works once).
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class RefreshIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class LogoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # True: end every session of the user (all devices), not only this one.
+    all: bool = False
 
 
 class DatasetOut(BaseModel):

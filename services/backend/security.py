@@ -1,9 +1,10 @@
-"""Passwords (argon2id) and access tokens (JWT HS256 with a ``kid`` header, verified against a key set)."""
+"""Passwords (argon2id) and access tokens (JWT EdDSA with a ``kid``, verified against the loaded key ring)."""
 
 from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -11,7 +12,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 
+from services.backend.keys import KeyRing
 from services.backend.settings import BackendSettings
+
+ALGORITHM = "EdDSA"
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,32 +51,37 @@ async def verify_password(settings: BackendSettings, password_hash: str | None, 
     return await run_in_threadpool(check)
 
 
-def issue_token(settings: BackendSettings, user_id: str) -> str:
-    kid = settings.jwt_active_kid
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+
+
+def issue_token(keys: KeyRing, settings: BackendSettings, user_id: str, session_id: str) -> str:
     now = int(time.time())
-    claims = {"sub": user_id, "iat": now, "exp": now + settings.access_token_ttl_seconds}
-    key = settings.jwt_keys[kid].get_secret_value()
-    return jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid})
+    claims = {"sub": user_id, "sid": session_id, "iat": now, "exp": now + settings.access_token_ttl_seconds}
+    return jwt.encode(claims, keys.signing_key, algorithm=ALGORITHM, headers={"kid": keys.signing_kid})
 
 
-def verify_token(settings: BackendSettings, token: str) -> str:
-    """The user id in a valid token; every key in the set verifies, so rotating keys logs nobody out."""
+def verify_token(keys: KeyRing, token: str) -> AccessClaims:
+    """The claims of a valid token; the keys of current, next and previous all verify, so a rotation
+    logs nobody out."""
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
         raise InvalidToken("malformed token") from None
-    secret = settings.jwt_keys.get(kid) if isinstance(kid, str) else None
-    if secret is None:
+    public = keys.verifying.get(kid) if isinstance(kid, str) else None
+    if public is None:
         raise InvalidToken("token signed with an unknown key")
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, secret.get_secret_value(), algorithms=["HS256"], options={"require": ["sub", "exp"]}
+            token, public, algorithms=[ALGORITHM], options={"require": ["sub", "sid", "exp"]}
         )
     except jwt.ExpiredSignatureError:
         raise InvalidToken("token expired") from None
     except jwt.PyJWTError:
         raise InvalidToken("invalid token") from None
-    sub = claims["sub"]
-    if not isinstance(sub, str):
+    sub, sid = claims["sub"], claims["sid"]
+    if not isinstance(sub, str) or not isinstance(sid, str):
         raise InvalidToken("invalid token subject")
-    return sub
+    return AccessClaims(sub, sid)

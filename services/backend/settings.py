@@ -8,10 +8,6 @@ from pydantic import Field, SecretStr, model_validator
 
 from services.common.settings import ServiceSettings
 
-# Development only: production refuses to start with it (see ``_no_dev_secrets``).
-DEV_JWT_KID = "dev"
-DEV_JWT_SECRET = "ethix-development-jwt-key-not-for-production"
-MIN_PRODUCTION_KEY_BYTES = 32
 MIN_PRODUCTION_ARGON2_KIB = 19_456  # OWASP's floor for argon2id
 
 
@@ -21,12 +17,20 @@ def _default_data_dir() -> Path:
 
 class BackendSettings(ServiceSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
-    # SecretStr: a mongodb+srv:// URL carries the database password.
+    # SecretStr: a mongodb+srv:// URL carries the database password. Development only: production
+    # reads it from Secret Manager (secret_database_url) and refuses it inline.
     database_url: SecretStr | None = None
     storage_url: str | None = None
-    jwt_keys: dict[str, SecretStr] = Field(default_factory=lambda: {DEV_JWT_KID: SecretStr(DEV_JWT_SECRET)})
-    jwt_active_kid: str = DEV_JWT_KID
-    access_token_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+    # Secret Manager: the project and the secrets' *names*; values are loaded at runtime
+    # (services/common/secrets.py). Without a project, development uses built-in development keys.
+    secrets_project: str | None = None
+    secrets_endpoint: str | None = None  # a local control plane; unset = Google
+    secret_jwt_signing_key: str | None = None
+    secret_session_key: str | None = None
+    secret_database_url: str | None = None
+    secrets_refresh_seconds: float = Field(default=60.0, ge=0.2, le=3600)
+    access_token_ttl_seconds: int = Field(default=900, ge=10, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=60, le=90 * 86_400)
     ai_core_url: str = Field(default="http://127.0.0.1:8081", validation_alias="AI_CORE_URL")
     ai_core_timeout_seconds: float = Field(default=60.0, gt=0)
     ai_core_attempts: int = Field(default=3, ge=1, le=10)
@@ -42,11 +46,17 @@ class BackendSettings(ServiceSettings):
     readiness_timeout_seconds: float = Field(default=0.4, gt=0, le=5)
 
     @model_validator(mode="after")
-    def _keys_are_usable(self) -> BackendSettings:
-        if not self.jwt_keys:
-            raise ValueError("ETHIX_JWT_KEYS must hold at least one key")
-        if self.jwt_active_kid not in self.jwt_keys:
-            raise ValueError("ETHIX_JWT_ACTIVE_KID must name a key in ETHIX_JWT_KEYS")
+    def _secrets_are_named(self) -> BackendSettings:
+        if self.secrets_project is not None:
+            missing = [
+                f"ETHIX_{name.upper()}"
+                for name in ("secret_jwt_signing_key", "secret_session_key")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(
+                    f"ETHIX_SECRETS_PROJECT is set: {' and '.join(missing)} must name the secrets"
+                )
         return self
 
     @model_validator(mode="after")
@@ -57,12 +67,16 @@ class BackendSettings(ServiceSettings):
             raise ValueError(
                 f"password_hash_memory_kib below {MIN_PRODUCTION_ARGON2_KIB} is too weak for production"
             )
-        for kid, secret in self.jwt_keys.items():
-            value = secret.get_secret_value()
-            if value == DEV_JWT_SECRET:
-                raise ValueError(f"JWT key {kid!r} is the development key; set ETHIX_JWT_KEYS for production")
-            if len(value.encode()) < MIN_PRODUCTION_KEY_BYTES:
-                raise ValueError(f"JWT key {kid!r} is shorter than {MIN_PRODUCTION_KEY_BYTES} bytes")
+        if self.secrets_project is None:
+            raise ValueError(
+                "production loads its keys from Secret Manager: set ETHIX_SECRETS_PROJECT and the"
+                " ETHIX_SECRET_* names (the development keys are refused)"
+            )
+        if self.database_url is not None:
+            raise ValueError(
+                "ETHIX_DATABASE_URL holds a credential: production refuses secret values in the"
+                " environment; name the secret with ETHIX_SECRET_DATABASE_URL"
+            )
         return self
 
     @property

@@ -1,14 +1,17 @@
-"""Register and log in."""
+"""Register, log in, refresh and log out (server-side sessions, see services/backend/sessions.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from services.backend.deps import Settings, Store
+from services.backend import sessions
+from services.backend.deps import UNAUTHORIZED, CurrentCaller, Keys, Settings, Store
+from services.backend.keys import KeyRing
 from services.backend.runner import now_iso
-from services.backend.schemas import Credentials, Problem, TokenOut, UserOut
+from services.backend.schemas import Credentials, LogoutIn, Problem, RefreshIn, TokenOut, UserOut
 from services.backend.security import hash_password, issue_token, verify_password
+from services.backend.settings import BackendSettings
 from services.common.docstore import DuplicateKeyError, new_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -31,8 +34,19 @@ async def register(body: Credentials, store: Store, settings: Settings) -> UserO
     return UserOut(id=user["_id"], email=email)
 
 
+def _tokens(
+    keys: KeyRing, settings: BackendSettings, user_id: str, session_id: str, refresh_token: str
+) -> TokenOut:
+    return TokenOut(
+        access_token=issue_token(keys, settings, user_id, session_id),
+        expires_in=settings.access_token_ttl_seconds,
+        refresh_token=refresh_token,
+        refresh_expires_in=settings.refresh_token_ttl_seconds,
+    )
+
+
 @router.post("/login", response_model=TokenOut, responses={401: {"model": Problem}})
-async def login(body: Credentials, store: Store, settings: Settings) -> TokenOut:
+async def login(body: Credentials, store: Store, settings: Settings, keys: Keys) -> TokenOut:
     user = await run_in_threadpool(store["users"].find_one, {"email": body.email.strip().lower()})
     if (
         not await verify_password(settings, user["password_hash"] if user else None, body.password)
@@ -41,6 +55,31 @@ async def login(body: Credentials, store: Store, settings: Settings) -> TokenOut
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "wrong email or password", headers={"WWW-Authenticate": "Bearer"}
         )
-    return TokenOut(
-        access_token=issue_token(settings, user["_id"]), expires_in=settings.access_token_ttl_seconds
+    session_id, refresh_token = await run_in_threadpool(
+        sessions.create, store, keys.session_keys, user["_id"], settings.refresh_token_ttl_seconds
     )
+    return _tokens(keys, settings, user["_id"], session_id, refresh_token)
+
+
+@router.post("/refresh", response_model=TokenOut, responses={401: {"model": Problem}})
+async def refresh(body: RefreshIn, store: Store, settings: Settings, keys: Keys) -> TokenOut:
+    """A new access token and a new refresh token; the one sent stops working."""
+    try:
+        session, refresh_token = await run_in_threadpool(
+            sessions.refresh, store, keys.session_keys, body.refresh_token
+        )
+    except sessions.InvalidSession as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
+    return _tokens(keys, settings, session["user_id"], session["_id"], refresh_token)
+
+
+@router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=UNAUTHORIZED
+)
+async def logout(caller: CurrentCaller, store: Store, body: LogoutIn | None = None) -> Response:
+    """End this session (``{"all": true}``: every session of the user); its tokens stop working at once."""
+    if body is not None and body.all:
+        await run_in_threadpool(sessions.revoke_all, store, "logout (all sessions)", caller.user["_id"])
+    else:
+        await run_in_threadpool(sessions.revoke, store, caller.session_id, "logout")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from services.backend import sessions
 from services.backend.deps import UNAUTHORIZED, CurrentUser, Storage, Store
 from services.backend.schemas import MeOut
 from services.common.docstore import DocStore
@@ -28,6 +29,7 @@ def _delete_everything(store: DocStore, storage: ObjectStore, user_id: str) -> N
         storage.delete(key)
     store["analyses"].delete_many({"owner_id": user_id})
     store["datasets"].delete_many({"owner_id": user_id})
+    store[sessions.COLLECTION].delete_many({"user_id": user_id})
     store["users"].delete_one({"_id": user_id})
 
 

@@ -1,4 +1,5 @@
-"""Register, login, bearer tokens and key rotation through the real app (in-process ASGI client)."""
+"""Register, login, refresh, logout, bearer tokens and key rotation through the real app (in-process ASGI
+client; secrets from an in-memory reader, the same RuntimeSecrets the services use with Secret Manager)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,29 @@ import time
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from services.backend.app import create_app
-from services.backend.settings import DEV_JWT_SECRET
+from services.backend.keys import dev_signing_pem, private_key_pem, public_jwk
+from services.common.secrets import StaticReader, Version
 
 from .conftest import MakeSettings, register_and_login
 
-OLD = "old-key-" + "o" * 40
-NEW = "new-key-" + "n" * 40
+DEV_KEY = load_pem_private_key(dev_signing_pem(), None)
+assert isinstance(DEV_KEY, Ed25519PrivateKey)
+DEV_KID = public_jwk(DEV_KEY.public_key())["kid"]
+SESSION = Version("1", b"s" * 32)
+
+
+def _key_version(number: str) -> tuple[Ed25519PrivateKey, Version]:
+    key = Ed25519PrivateKey.generate()
+    return key, Version(number, private_key_pem(key))
+
+
+def _kid(key: Ed25519PrivateKey) -> str:
+    return public_jwk(key.public_key())["kid"]
 
 
 def test_register_then_login_issues_a_bearer_token_with_kid(client: TestClient) -> None:
@@ -31,8 +45,10 @@ def test_register_then_login_issues_a_bearer_token_with_kid(client: TestClient) 
     )
     assert login.status_code == 200
     body = login.json()
-    assert body["token_type"] == "bearer" and body["expires_in"] == 3600
-    assert jwt.get_unverified_header(body["access_token"])["kid"] == "dev"
+    assert body["token_type"] == "bearer" and body["expires_in"] == 900
+    assert body["refresh_token"] and body["refresh_expires_in"] == 14 * 86_400
+    header = jwt.get_unverified_header(body["access_token"])
+    assert header["alg"] == "EdDSA" and header["kid"] == DEV_KID
     me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     assert me.json()["id"] == created.json()["id"] and me.json()["email"] == "alice@example.com"
@@ -95,44 +111,61 @@ def test_protected_routes_need_a_valid_token(client: TestClient, header: str | N
 
 def test_expired_unknown_kid_and_bad_signature_are_401(client: TestClient) -> None:
     headers = register_and_login(client, "erin@example.com")
-    user_id = client.get("/api/v1/users/me", headers=headers).json()["id"]
+    token = headers["Authorization"].split()[1]
+    claims = jwt.decode(token, options={"verify_signature": False})
     past = int(time.time()) - 10
+    stranger = Ed25519PrivateKey.generate()
     cases = {
-        "token expired": jwt.encode({"sub": user_id, "exp": past}, DEV_JWT_SECRET, headers={"kid": "dev"}),
+        "token expired": jwt.encode({**claims, "exp": past}, DEV_KEY, "EdDSA", headers={"kid": DEV_KID}),
         "token signed with an unknown key": jwt.encode(
-            {"sub": user_id, "exp": past + 3600}, DEV_JWT_SECRET, headers={"kid": "other"}
+            claims, stranger, "EdDSA", headers={"kid": _kid(stranger)}
         ),
-        "invalid token": jwt.encode({"sub": user_id, "exp": past + 3600}, "x" * 40, headers={"kid": "dev"}),
+        "invalid token": jwt.encode(claims, stranger, "EdDSA", headers={"kid": DEV_KID}),
+        # A symmetric token signed with the public key must not pass as EdDSA (algorithm confusion).
+        "invalid token ": jwt.encode(claims, "x" * 40, "HS256", headers={"kid": DEV_KID}),
     }
-    for detail, token in cases.items():
-        response = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401 and response.json()["detail"] == detail
+    for detail, bad in cases.items():
+        response = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {bad}"})
+        assert response.status_code == 401 and response.json()["detail"] == detail.strip(), detail
 
 
 def test_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_removed(
     make_settings: MakeSettings,
 ) -> None:
-    """Three deployments on the same data: old key only → both keys (new active) → new key only."""
-    with TestClient(
-        create_app(make_settings(jwt_keys={"k-old": SecretStr(OLD)}, jwt_active_kid="k-old"))
-    ) as c1:
-        old_headers = register_and_login(c1, "frank@example.com", "frank-password")
+    """One app, its secrets changing under it as a rotation moves the aliases: next → current → gone."""
+    old, old_version = _key_version("1")
+    new, new_version = _key_version("2")
+    reader = StaticReader({"jwt-signing-key": {"current": old_version}, "session-key": {"current": SESSION}})
+    with TestClient(create_app(make_settings(), reader)) as c:
+        secrets = c.app.state.secrets  # type: ignore[attr-defined]
+        old_headers = register_and_login(c, "frank@example.com", "frank-password")
+        assert jwt.get_unverified_header(old_headers["Authorization"].split()[1])["kid"] == _kid(old)
 
-    both = make_settings(jwt_keys={"k-old": SecretStr(OLD), "k-new": SecretStr(NEW)}, jwt_active_kid="k-new")
-    with TestClient(create_app(both)) as c2:
-        assert c2.get("/api/v1/users/me", headers=old_headers).status_code == 200
-        token = c2.post(
+        reader.set("jwt-signing-key", "next", new_version)  # published, verify-only
+        secrets.refresh()
+        assert {k["kid"] for k in c.get("/.well-known/jwks.json").json()["keys"]} == {_kid(old), _kid(new)}
+        login = c.post(
             "/api/v1/auth/login", json={"email": "frank@example.com", "password": "frank-password"}
         )
-        new_token = token.json()["access_token"]
-        assert jwt.get_unverified_header(new_token)["kid"] == "k-new"
+        assert jwt.get_unverified_header(login.json()["access_token"])["kid"] == _kid(old)
 
-    with TestClient(
-        create_app(make_settings(jwt_keys={"k-new": SecretStr(NEW)}, jwt_active_kid="k-new"))
-    ) as c3:
-        rejected = c3.get("/api/v1/users/me", headers=old_headers)
+        reader.set("jwt-signing-key", "current", new_version)  # signs
+        reader.set("jwt-signing-key", "previous", old_version)
+        reader.set("jwt-signing-key", "next", None)
+        secrets.refresh()
+        assert c.get("/api/v1/users/me", headers=old_headers).status_code == 200
+        login = c.post(
+            "/api/v1/auth/login", json={"email": "frank@example.com", "password": "frank-password"}
+        )
+        new_token = login.json()["access_token"]
+        assert jwt.get_unverified_header(new_token)["kid"] == _kid(new)
+
+        reader.set("jwt-signing-key", "previous", None)  # the old version disabled after the grace
+        secrets.refresh()
+        rejected = c.get("/api/v1/users/me", headers=old_headers)
         assert rejected.status_code == 401 and rejected.json()["detail"] == "token signed with an unknown key"
-        assert c3.get("/api/v1/users/me", headers={"Authorization": f"Bearer {new_token}"}).status_code == 200
+        assert c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {new_token}"}).status_code == 200
+        assert [k["kid"] for k in c.get("/.well-known/jwks.json").json()["keys"]] == [_kid(new)]
 
 
 def test_password_hashing_does_not_stall_the_event_loop(make_settings: MakeSettings) -> None:

@@ -42,10 +42,12 @@ def test_env_names_are_settings_the_backend_reads_and_secrets_come_from_secret_m
     for name in BackendSettings.model_fields:
         known.add(f"ETHIX_{name.upper()}")
     assert set(env) <= known, set(env) - known
-    for secret in ("ETHIX_JWT_KEYS", "ETHIX_DATABASE_URL"):
-        ref = env[secret]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] and ref["key"] == "latest"
-        assert "value" not in env[secret]
+    # Secret names only: no value and no secretKeyRef (resolved once at start, it would pin the value
+    # into the instance's environment and a rotation would need a new revision).
+    assert not [name for name, item in env.items() if "valueFrom" in item]
+    for secret in ("ETHIX_SECRET_JWT_SIGNING_KEY", "ETHIX_SECRET_SESSION_KEY", "ETHIX_SECRET_DATABASE_URL"):
+        assert env[secret]["value"]
+    assert "ETHIX_DATABASE_URL" not in env and env["ETHIX_SECRETS_PROJECT"]["value"]
     assert env["ETHIX_ENV"]["value"] == "production"
 
 

@@ -21,7 +21,15 @@ def test_liveness_startup_and_readiness_answer(client: TestClient) -> None:
     assert client.get("/health/startup").json() == {"status": "started", "checks": {}}
     ready = client.get("/health/readiness")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"docstore": "ok", "storage": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {
+            "docstore": "ok",
+            "storage": "ok",
+            "secret:jwt-signing-key": "ok",
+            "secret:session-key": "ok",
+        },
+    }
 
 
 def test_readiness_is_503_when_storage_is_gone(client: TestClient, tmp_path: Path) -> None:
@@ -30,7 +38,12 @@ def test_readiness_is_503_when_storage_is_gone(client: TestClient, tmp_path: Pat
     assert response.status_code == 503
     assert response.json() == {
         "status": "not_ready",
-        "checks": {"docstore": "ok", "storage": "error: StorageError"},
+        "checks": {
+            "docstore": "ok",
+            "storage": "error: StorageError",
+            "secret:jwt-signing-key": "ok",
+            "secret:session-key": "ok",
+        },
     }
 
 
@@ -50,7 +63,8 @@ def test_readiness_answers_within_500ms_when_the_database_hangs(client: TestClie
         backend.store = healthy
         unreachable.close()
     assert response.status_code == 503
-    assert response.json()["checks"] == {"docstore": "timeout after 0.4 s", "storage": "ok"}
+    checks = response.json()["checks"]
+    assert (checks["docstore"], checks["storage"]) == ("timeout after 0.4 s", "ok")
     assert elapsed < 0.5
 
 

@@ -1,8 +1,7 @@
-"""Settings: production refuses dev secrets and faults; secrets never show in repr or error output."""
+"""Settings: production refuses dev keys, inline secrets and faults; secrets never show in repr or output."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +10,15 @@ import pytest
 from pydantic import SecretStr
 
 from ethixctl.procs import REPO_ROOT
-from services.backend.settings import DEV_JWT_SECRET, BackendSettings, SettingsError, load_settings
+from services.backend.settings import BackendSettings, SettingsError, load_settings
 
-STRONG = "s3cr3t-" + "x" * 40
+PRODUCTION = {
+    "ETHIX_ENV": "production",
+    "ETHIX_SECRETS_PROJECT": "ethix-prod",
+    "ETHIX_SECRET_JWT_SIGNING_KEY": "jwt-signing-key",
+    "ETHIX_SECRET_SESSION_KEY": "session-key",
+    "ETHIX_SECRET_DATABASE_URL": "database-url",
+}
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> None:
@@ -26,52 +31,51 @@ def test_development_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPa
     _env(monkeypatch, tmp_path)
     settings = load_settings()
     assert settings.port == 8080
-    assert settings.jwt_active_kid == "dev"
+    assert settings.secrets_project is None  # development keys, no Secret Manager
+    assert settings.access_token_ttl_seconds == 900 and settings.secrets_refresh_seconds == 60
     assert settings.database == f"sqlite://{tmp_path.resolve()}/ethix.db"
     assert settings.storage == f"file://{tmp_path.resolve()}/bucket"
     assert settings.ai_core_url == "http://127.0.0.1:8081"
 
 
-def test_production_refuses_the_development_jwt_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_production_refuses_the_development_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _env(monkeypatch, tmp_path, ETHIX_ENV="production")
-    with pytest.raises(SettingsError, match="'dev' is the development key") as info:
+    with pytest.raises(SettingsError, match="production loads its keys from Secret Manager"):
         load_settings()
-    assert DEV_JWT_SECRET not in str(info.value)
 
 
-def test_production_refuses_short_keys_and_faults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _env(monkeypatch, tmp_path, ETHIX_ENV="production", ETHIX_JWT_KEYS=json.dumps({"k1": "short-secret"}))
-    monkeypatch.setenv("ETHIX_JWT_ACTIVE_KID", "k1")
-    with pytest.raises(SettingsError, match="shorter than 32 bytes") as info:
+def test_production_refuses_inline_secret_values_and_faults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _env(monkeypatch, tmp_path, **PRODUCTION, ETHIX_DATABASE_URL="mongodb://app:inline-pw@db.example/ethix")
+    with pytest.raises(SettingsError, match="refuses secret values in the environment") as info:
         load_settings()
-    assert "short-secret" not in str(info.value)
-    monkeypatch.setenv("ETHIX_JWT_KEYS", json.dumps({"k1": STRONG}))
+    assert "inline-pw" not in str(info.value)
+    monkeypatch.delenv("ETHIX_DATABASE_URL")
     monkeypatch.setenv("ETHIX_FAULT_ERROR_RATE", "0.5")
     with pytest.raises(SettingsError, match="fault injection"):
         load_settings()
     monkeypatch.delenv("ETHIX_FAULT_ERROR_RATE")
-    assert load_settings().jwt_keys["k1"].get_secret_value() == STRONG
+    settings = load_settings()
+    assert (settings.secrets_project, settings.secret_database_url) == ("ethix-prod", "database-url")
 
 
-def test_active_kid_must_be_in_the_key_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _env(monkeypatch, tmp_path, ETHIX_JWT_KEYS=json.dumps({"k1": STRONG}), ETHIX_JWT_ACTIVE_KID="k2")
-    with pytest.raises(SettingsError, match="must name a key"):
+def test_a_secrets_project_needs_the_secret_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _env(monkeypatch, tmp_path, ETHIX_SECRETS_PROJECT="local", ETHIX_SECRET_JWT_SIGNING_KEY="jwt-signing-key")
+    with pytest.raises(SettingsError, match="ETHIX_SECRET_SESSION_KEY must name"):
         load_settings()
 
 
 def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
     settings = BackendSettings(
-        data_dir=tmp_path,
-        jwt_keys={"k1": SecretStr(STRONG)},
-        jwt_active_kid="k1",
-        database_url=SecretStr("mongodb+srv://app:pa55word@cluster.example/ethix"),
+        data_dir=tmp_path, database_url=SecretStr("mongodb+srv://app:pa55word@cluster.example/ethix")
     )
     text = repr(settings) + str(settings) + str(settings.model_dump())
-    assert STRONG not in text and "pa55word" not in text
+    assert "pa55word" not in text
     assert settings.database.endswith("@cluster.example/ethix")
 
 
-def test_server_process_refuses_production_dev_key_with_exit_2(tmp_path: Path) -> None:
+def test_server_process_refuses_production_dev_keys_with_exit_2(tmp_path: Path) -> None:
     """``python -m services.backend`` as Cloud Run would start it, with a bad production config."""
     secret_db = "mongodb://app:topsecretpw@db.example/ethix"
     env = {
@@ -89,6 +93,5 @@ def test_server_process_refuses_production_dev_key_with_exit_2(tmp_path: Path) -
         timeout=60,
     )
     assert done.returncode == 2
-    assert "development key" in done.stderr
-    assert DEV_JWT_SECRET not in done.stderr + done.stdout
+    assert "production loads its keys from Secret Manager" in done.stderr
     assert "topsecretpw" not in done.stderr + done.stdout

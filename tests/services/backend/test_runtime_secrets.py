@@ -1,0 +1,128 @@
+"""Secrets loaded at runtime: startup waits for them and names the missing one, Secret Manager outages
+are served through (fail static) with staleness in readiness, versions are exported as metrics
+(in-memory reader standing in for Secret Manager; the real client is tested end to end)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.backend.app import create_app
+from services.backend.keys import dev_signing_pem
+from services.common.secrets import StaticReader, Version
+
+from .conftest import MakeSettings
+
+SIGNING = Version("3", dev_signing_pem())
+SESSION_KEY = Version("7", b"k" * 32)
+
+
+def _reader(**extra: dict[str, Version]) -> StaticReader:
+    return StaticReader(
+        {"jwt-signing-key": {"current": SIGNING}, "session-key": {"current": SESSION_KEY}, **extra}
+    )
+
+
+def _metric(client: TestClient, name: str) -> dict[tuple[str, ...], float]:
+    found: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("revision") == "rev-under-test":
+                found[
+                    tuple(v for k, v in sorted(sample.labels.items()) if k not in ("service", "revision"))
+                ] = sample.value
+    return found
+
+
+def test_a_revision_without_its_secrets_fails_startup_naming_the_secret_then_starts_once_loaded(
+    make_settings: MakeSettings,
+) -> None:
+    reader = StaticReader({"session-key": {"current": SESSION_KEY}})
+    settings = make_settings(secrets_refresh_seconds=0.2, K_REVISION="rev-under-test")
+    with TestClient(create_app(settings, reader)) as client:
+        startup = client.get("/health/startup")
+        assert startup.status_code == 503
+        assert "jwt-signing-key" in startup.json()["checks"]
+        assert "alias is missing" in startup.json()["checks"]["jwt-signing-key"]
+        refused = client.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "whatever1"})
+        assert refused.status_code == 503 and "jwt-signing-key" in refused.json()["detail"]
+        reader.set("jwt-signing-key", "current", SIGNING)
+        deadline = time.monotonic() + 10
+        while client.get("/health/startup").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/health/startup").json()
+            time.sleep(0.05)
+        assert (
+            client.post(
+                "/api/v1/auth/register", json={"email": "a@example.com", "password": "whatever1"}
+            ).status_code
+            == 201
+        )
+
+
+def test_secret_manager_unreachable_keeps_serving_with_the_last_values_and_readiness_says_how_stale(
+    make_settings: MakeSettings,
+) -> None:
+    reader = _reader()
+    with TestClient(create_app(make_settings(K_REVISION="rev-under-test"), reader)) as client:
+        secrets = client.app.state.secrets  # type: ignore[attr-defined]
+        client.post("/api/v1/auth/register", json={"email": "b@example.com", "password": "whatever1"})
+        ready = client.get("/health/readiness").json()
+        assert ready["checks"]["secret:jwt-signing-key"] == "ok"
+        failures_before = _metric(client, "ethix_secret_refresh_failures_total").get(
+            ("jwt-signing-key",), 0.0
+        )
+        reader.unreachable = True
+        assert secrets.refresh() is False
+        login = client.post("/api/v1/auth/login", json={"email": "b@example.com", "password": "whatever1"})
+        assert login.status_code == 200
+        readiness = client.get("/health/readiness")
+        assert readiness.status_code == 200
+        assert readiness.json()["checks"]["secret:jwt-signing-key"].startswith("stale: last refreshed")
+        assert "unreachable" in readiness.json()["checks"]["secret:session-key"]
+        failures = _metric(client, "ethix_secret_refresh_failures_total")
+        assert failures[("jwt-signing-key",)] == failures_before + 1
+        reader.unreachable = False
+        assert secrets.refresh() is True
+        assert client.get("/health/readiness").json()["checks"]["secret:jwt-signing-key"] == "ok"
+
+
+def test_loaded_versions_are_metrics_per_secret_and_alias_and_absent_aliases_disappear(
+    make_settings: MakeSettings,
+) -> None:
+    reader = _reader()
+    with TestClient(create_app(make_settings(K_REVISION="rev-under-test"), reader)) as client:
+        secrets = client.app.state.secrets  # type: ignore[attr-defined]
+        assert _metric(client, "ethix_secret_version") == {
+            ("current", "jwt-signing-key"): 3.0,
+            ("current", "session-key"): 7.0,
+        }
+        reader.set("session-key", "next", Version("8", b"n" * 32))
+        secrets.refresh()
+        assert _metric(client, "ethix_secret_version")[("next", "session-key")] == 8.0
+        reader.set("session-key", "next", None)
+        secrets.refresh()
+        assert ("next", "session-key") not in _metric(client, "ethix_secret_version")
+
+
+def test_an_unusable_key_version_keeps_the_keys_in_use_and_is_reported(make_settings: MakeSettings) -> None:
+    reader = _reader()
+    with TestClient(create_app(make_settings(), reader)) as client:
+        secrets = client.app.state.secrets  # type: ignore[attr-defined]
+        kid = client.get("/.well-known/jwks.json").json()["keys"][0]["kid"]
+        reader.set("jwt-signing-key", "next", Version("4", b"not a key"))
+        secrets.refresh()
+        assert [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]] == [kid]
+        assert "version 4 is not an Ed25519 private key" in client.app.state.keys_error  # type: ignore[attr-defined]
+        assert b"not a key".decode() not in client.app.state.keys_error  # type: ignore[attr-defined]
+
+
+def test_jwks_has_cache_headers_and_answers_304_to_a_matching_etag(client: TestClient) -> None:
+    first = client.get("/.well-known/jwks.json")
+    assert first.status_code == 200 and first.headers["content-type"] == "application/jwk-set+json"
+    assert first.headers["cache-control"] == "public, max-age=60"
+    (key,) = first.json()["keys"]
+    assert key["kty"] == "OKP" and key["crv"] == "Ed25519" and key["alg"] == "EdDSA" and "d" not in key
+    again = client.get("/.well-known/jwks.json", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
