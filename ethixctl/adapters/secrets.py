@@ -27,12 +27,19 @@ class SecretVersionInfo:
     aliases: list[str]
 
 
+# Per call: a hung Secret Manager (or local control plane) must end a rotation with "unreachable",
+# not hold it forever. The client library's own default is 60 s with retries.
+LOCAL_TIMEOUT = 10.0
+GOOGLE_TIMEOUT = 30.0
+
+
 class SecretManager:
     def __init__(self, project: str, endpoint: str | None = None):
         from google.cloud import secretmanager_v1
 
         self.project = project
         self.endpoint = endpoint
+        self.timeout = LOCAL_TIMEOUT if endpoint else GOOGLE_TIMEOUT
         self._sm = secretmanager_v1
         self._client = secretmanager_v1.SecretManagerServiceClient(**_google.client_kwargs(endpoint))
 
@@ -49,7 +56,9 @@ class SecretManager:
 
         def create() -> None:
             try:
-                self._client.create_secret(parent=f"projects/{self.project}", secret_id=name, secret=secret)
+                self._client.create_secret(
+                    parent=f"projects/{self.project}", secret_id=name, secret=secret, timeout=self.timeout
+                )
             except gexc.Conflict:  # over REST, ALREADY_EXISTS arrives as HTTP 409
                 if not exist_ok:
                     raise
@@ -58,7 +67,8 @@ class SecretManager:
 
     def list_secrets(self) -> list[str]:
         secrets = self._call(
-            "list secrets", lambda: list(self._client.list_secrets(parent=f"projects/{self.project}"))
+            "list secrets",
+            lambda: list(self._client.list_secrets(parent=f"projects/{self.project}", timeout=self.timeout)),
         )
         return [s.name.rsplit("/", 1)[-1] for s in secrets]
 
@@ -69,7 +79,9 @@ class SecretManager:
         payload = self._sm.SecretPayload(data=value, data_crc32c=google_crc32c.value(value))
         version = self._call(
             f"add a version to secret {name}",
-            lambda: self._client.add_secret_version(parent=self._secret(name), payload=payload),
+            lambda: self._client.add_secret_version(
+                parent=self._secret(name), payload=payload, timeout=self.timeout
+            ),
             unknown=f"unknown secret {name!r}",
         )
         return str(version.name.rsplit("/", 1)[-1])
@@ -80,7 +92,9 @@ class SecretManager:
 
         response = self._call(
             f"access secret {name} version {version}",
-            lambda: self._client.access_secret_version(name=f"{self._secret(name)}/versions/{version}"),
+            lambda: self._client.access_secret_version(
+                name=f"{self._secret(name)}/versions/{version}", timeout=self.timeout
+            ),
             unknown=f"unknown secret or version {name}/{version}",
         )
         data = bytes(response.payload.data)
@@ -91,12 +105,12 @@ class SecretManager:
     def list_versions(self, name: str) -> list[SecretVersionInfo]:
         secret = self._call(
             f"get secret {name}",
-            lambda: self._client.get_secret(name=self._secret(name)),
+            lambda: self._client.get_secret(name=self._secret(name), timeout=self.timeout),
             unknown=f"unknown secret {name!r}",
         )
         versions = self._call(
             f"list versions of secret {name}",
-            lambda: list(self._client.list_secret_versions(parent=self._secret(name))),
+            lambda: list(self._client.list_secret_versions(parent=self._secret(name), timeout=self.timeout)),
         )
         aliases: dict[str, list[str]] = {}
         for alias, number in secret.version_aliases.items():
@@ -117,7 +131,7 @@ class SecretManager:
         method = getattr(self._client, f"{action}_secret_version")
         raw = self._call(
             f"{action} secret {name} version {version}",
-            lambda: method(name=f"{self._secret(name)}/versions/{version}"),
+            lambda: method(name=f"{self._secret(name)}/versions/{version}", timeout=self.timeout),
             unknown=f"unknown secret or version {name}/{version}",
         )
         return self._info(name, raw, {})
@@ -132,22 +146,42 @@ class SecretManager:
         """Irreversible: the value is erased; the version stays listed as DESTROYED."""
         return self._change("destroy", name, version)
 
-    def set_alias(self, name: str, alias: str, version: str | None) -> None:
-        """Point `alias` at `version` (a number); None removes the alias."""
+    def aliases(self, name: str) -> dict[str, str]:
+        """alias -> version number."""
         secret = self._call(
             f"get secret {name}",
-            lambda: self._client.get_secret(name=self._secret(name)),
+            lambda: self._client.get_secret(name=self._secret(name), timeout=self.timeout),
+            unknown=f"unknown secret {name!r}",
+        )
+        return {alias: str(number) for alias, number in secret.version_aliases.items()}
+
+    def set_alias(self, name: str, alias: str, version: str | None) -> None:
+        """Point `alias` at `version` (a number); None removes the alias."""
+        self.set_aliases(name, {alias: version})
+
+    def set_aliases(self, name: str, changes: dict[str, str | None]) -> None:
+        """Move several aliases in ONE update (a version number, or None to remove the alias).
+
+        Guarded by the secret's etag: a concurrent change makes the update fail instead of being lost.
+        """
+        secret = self._call(
+            f"get secret {name}",
+            lambda: self._client.get_secret(name=self._secret(name), timeout=self.timeout),
             unknown=f"unknown secret {name!r}",
         )
         aliases = {k: int(v) for k, v in secret.version_aliases.items()}
-        if version is None:
-            aliases.pop(alias, None)
-        elif version.isdigit():
-            aliases[alias] = int(version)
-        else:
-            raise UsageError(f"alias {alias!r}: give a version number, not {version!r}")
+        for alias, version in changes.items():
+            if version is None:
+                aliases.pop(alias, None)
+            elif version.isdigit():
+                aliases[alias] = int(version)
+            else:
+                raise UsageError(f"alias {alias!r}: give a version number, not {version!r}")
         secret.version_aliases = aliases
+        what = ", ".join(f"{alias}={version or 'none'}" for alias, version in changes.items())
         self._call(
-            f"set alias {alias} of secret {name}",
-            lambda: self._client.update_secret(secret=secret, update_mask={"paths": ["version_aliases"]}),
+            f"set aliases {what} of secret {name}",
+            lambda: self._client.update_secret(
+                secret=secret, update_mask={"paths": ["version_aliases"]}, timeout=self.timeout
+            ),
         )

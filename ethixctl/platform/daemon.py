@@ -142,6 +142,8 @@ class Daemon:
             self.state_dir / "controlplane", self.runtime, "127.0.0.1", self.ports["control_plane"]
         )
         self._update(control_plane_url=self.control_plane.url)
+        self.phase("seeding the secrets catalog")
+        self._seed_secrets()
         self.phase("deploying " + ", ".join(SEEDED))
         self._seed(refs)
         self.phase("waiting for the services to be ready")
@@ -152,6 +154,27 @@ class Daemon:
             if self.repair_requested.is_set():
                 self.repair_requested.clear()
                 self.repair()
+
+    def _seed_secrets(self) -> None:
+        """The catalog's secrets, before any revision that loads them starts."""
+        from ethixctl.adapters.secrets import SecretManager
+        from ethixctl.secrets import catalog
+        from ethixctl.secrets.seed import seed_local
+
+        seeded = seed_local(SecretManager(PROJECT, self.control_plane.url), catalog.load(), self.state_dir)
+        if seeded:
+            print(f"seeded secrets: {', '.join(seeded)}", flush=True)
+
+    def _service_env(self, name: str) -> dict[str, str]:
+        """A new service's env: where to find the others, and its secrets' names (never values)."""
+        from ethixctl.secrets import catalog
+        from ethixctl.secrets.seed import consumer_env
+
+        assert self.runtime is not None
+        env = consumer_env(catalog.load(), name, PROJECT, self.control_plane.url)
+        if name == "backend":
+            env["AI_CORE_URL"] = self.runtime.service_url("ai-core")
+        return env
 
     def _seed(self, refs: dict[str, str]) -> None:
         """Create the services the control plane does not know yet (the first ``up``), in parallel."""
@@ -172,13 +195,7 @@ class Daemon:
                 errors.append(f"{name}: {exc.message if isinstance(exc, EthixError) else exc}")
 
         threads = [
-            threading.Thread(
-                target=create,
-                args=(
-                    name,
-                    {"AI_CORE_URL": self.runtime.service_url("ai-core")} if name == "backend" else {},
-                ),
-            )
+            threading.Thread(target=create, args=(name, self._service_env(name)))
             for name in SEEDED
             if name not in existing
         ]

@@ -53,6 +53,7 @@ class _Revision:
     next_restart: float | None = None
     backoff: float = 1.0
     cwd: Path | None = None
+    probe_answer: str = ""
 
     @property
     def address(self) -> str:
@@ -331,18 +332,22 @@ class LocalRuntime:
                 elif rev.state is RevisionState.STARTING:
                     if now - rev.started_at > STARTUP_TIMEOUT:
                         rev.state = RevisionState.FAILED
-                        rev.message = f"startup probe did not pass within {STARTUP_TIMEOUT:.0f}s"
+                        # The probe's last answer says why (e.g. which secret did not load).
+                        last = f" (last answer: {rev.probe_answer})" if rev.probe_answer else ""
+                        rev.message = f"startup probe did not pass within {STARTUP_TIMEOUT:.0f}s{last}"
                         threading.Thread(target=rev.process.stop, daemon=True).start()
                         self._changed()
                     else:
                         to_probe.append((name, f"http://{rev.address}/health/startup", rev.process.pid))
         for name, url, pid in to_probe:
             try:
-                ok = self._http.get(url).status_code == 200
+                response = self._http.get(url)
             except httpx.HTTPError:
-                ok = False
-            if ok:
+                continue
+            if response.status_code == 200:
                 self._mark_ready(name, pid)
+            else:
+                self._note_probe_answer(name, pid, _probe_answer(response))
 
     def _on_exit(self, rev: _Revision, now: float) -> None:
         assert rev.process is not None
@@ -369,6 +374,12 @@ class LocalRuntime:
             if port_moved and rev.spec.service in self._traffic:
                 self._program(rev.spec.service)
 
+    def _note_probe_answer(self, name: str, pid: int, answer: str) -> None:
+        with self._lock:
+            rev = self._revisions.get(name)
+            if rev is not None and rev.process is not None and rev.process.pid == pid:
+                rev.probe_answer = answer
+
     def _mark_ready(self, name: str, pid: int) -> None:
         with self._lock:
             rev = self._revisions.get(name)
@@ -386,6 +397,16 @@ class LocalRuntime:
         if self.prometheus is not None:
             self.prometheus.set_target(service, name, address)
         self._changed()
+
+
+def _probe_answer(response: httpx.Response) -> str:
+    """A failing startup probe's reason, from the services' ``{"checks": {...}}`` body when it has one."""
+    try:
+        checks = response.json().get("checks") or {}
+    except (ValueError, AttributeError):
+        checks = {}
+    detail = "; ".join(f"{name}: {problem}" for name, problem in checks.items())
+    return f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
 
 
 def _log(what: str) -> None:

@@ -95,6 +95,13 @@ class Tokens(Strict):
     clock_skew: Duration = 60
 
 
+class Refresh(Strict):
+    """How often services reload their secrets; a rotation's waits are measured against it."""
+
+    default: Duration = 60
+    local: Duration = 2
+
+
 class Atlas(Strict):
     """Where the database user of one environment lives (Atlas Admin API v2)."""
 
@@ -158,6 +165,7 @@ class Secret(Strict):
 class Catalog(Strict):
     version: Literal[1]
     tokens: Tokens = Tokens()
+    refresh: Refresh = Refresh()
     secrets: list[Secret] = Field(min_length=1)
 
     @field_validator("secrets")
@@ -196,6 +204,9 @@ class Catalog(Strict):
             lifetime = getattr(self.tokens, secret.grace.value)
             return float(lifetime + self.tokens.clock_skew)
         return float(secret.grace)
+
+    def refresh_seconds(self, environment_kind: str) -> float:
+        return float(self.refresh.local if environment_kind == "local" else self.refresh.default)
 
     def consumer_env(self, service: str) -> dict[str, str]:
         """The names (never the values) of the secrets ``service`` loads, as its env vars."""

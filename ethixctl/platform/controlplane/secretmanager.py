@@ -133,6 +133,10 @@ class SecretManager:
         with self._lock:
             entry = self._entry(name)
             secret: sm.Secret = entry["secret"]
+            if body.etag and body.etag != secret.etag:
+                raise apierror.failed_precondition(
+                    f"etag {body.etag} does not match Secret [{name}]: it changed since it was read"
+                )
             for field in update_mask:
                 if field in ("versionAliases", "version_aliases"):
                     aliases = dict(body.version_aliases)
