@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,13 +25,15 @@ from services.backend.runner import AnalysisRunner
 from services.backend.settings import BackendSettings, load_settings
 from services.common import observability
 from services.common.docstore import DocStore, open_store
-from services.common.secrets import RuntimeSecrets, SecretManagerReader, SecretReader, Snapshot
+from services.common.secrets import IN_USE, RuntimeSecrets, SecretManagerReader, SecretReader, Snapshot
 from services.common.storage import open_storage
 
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # How often a revision whose secrets did not load yet checks again whether it can open its store.
 _STARTING_POLL_SECONDS = 0.2
+# After a database-url rotation, requests already running on the old connection get this long to finish.
+OLD_STORE_CLOSE_SECONDS = 30.0
 
 
 def prepare_store(store: DocStore) -> None:
@@ -77,14 +80,48 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
             # Keep signing with the keys in use; startup and readiness name the problem.
             app.state.keys_error = str(exc)
             print(f"backend: keys not updated: {exc}", flush=True)
+        reconnect(app.state.backend, snapshot)
 
-    def database_url(secrets: RuntimeSecrets) -> str:
+    def database(snapshot: Snapshot) -> tuple[str, str | None]:
+        """The database URL to use and its version (None when it is not a Secret Manager secret)."""
         if names.database_url is None:
-            return settings.database
-        return secrets.snapshot()[names.database_url]["current"].value.decode()
+            return settings.database, None
+        version = snapshot[names.database_url]["current"]
+        return version.value.decode(), version.number
+
+    def in_use(version: str | None) -> None:
+        if names.database_url is not None and version is not None:
+            IN_USE.labels(settings.service_name, settings.revision, names.database_url).set(float(version))
+
+    def reconnect(backend: Backend | None, snapshot: Snapshot) -> None:
+        """A new database-url version: connect with it, switch, close the old connection a bit later."""
+        if backend is None or names.database_url is None:
+            return
+        url, version = database(snapshot)
+        if version == backend.database_version:
+            return
+        try:
+            store = open_store(url)
+            store.ping()
+            prepare_store(store)
+        except Exception as exc:
+            # Keep the connection that works (fail static); the next refresh tries again.
+            print(
+                f"backend: database-url version {version}: cannot connect ({type(exc).__name__})", flush=True
+            )
+            return
+        old = backend.store
+        backend.store, backend.database_version = store, version
+        backend.runner.use_store(store)
+        in_use(version)
+        print(f"backend: reconnected with database-url version {version}", flush=True)
+        timer = threading.Timer(OLD_STORE_CLOSE_SECONDS, old.close)
+        timer.daemon = True
+        timer.start()
 
     async def open_backend(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:
-        store = await run_in_threadpool(open_store, database_url(secrets))
+        url, version = database(secrets.snapshot())
+        store = await run_in_threadpool(open_store, url)
         try:
             storage = await run_in_threadpool(open_storage, settings.storage)
             await run_in_threadpool(prepare_store, store)
@@ -93,7 +130,11 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         except BaseException:
             store.close()
             raise
-        app.state.backend = Backend(settings, store, storage, runner)
+        backend = Backend(settings, store, storage, runner, version)
+        app.state.backend = backend
+        in_use(version)
+        # A rotation that landed while the store was opening is not missed.
+        await run_in_threadpool(reconnect, backend, secrets.snapshot())
         return asyncio.create_task(runner.reap_forever())
 
     async def open_when_loaded(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:

@@ -27,6 +27,8 @@ class Backend:
     store: DocStore
     storage: ObjectStore
     runner: AnalysisRunner
+    # The database-url version the open store was opened with (None: not from Secret Manager).
+    database_version: str | None = None
 
 
 def starting_problems(request: Request) -> dict[str, str]:

@@ -50,10 +50,14 @@ def _detail(response: httpx.Response) -> str:
 class AnalysisRunner:
     def __init__(self, settings: BackendSettings, store: DocStore, storage: ObjectStore):
         self.settings = settings
-        self.analyses = store["analyses"]
-        self.datasets = store["datasets"]
         self.storage = storage
         self._tasks: set[asyncio.Task[None]] = set()
+        self.use_store(store)
+
+    def use_store(self, store: DocStore) -> None:
+        """Switch to another connection (the database URL was rotated); running analyses follow."""
+        self.analyses = store["analyses"]
+        self.datasets = store["datasets"]
 
     def submit(self, analysis_id: str) -> None:
         task = asyncio.create_task(self._run(analysis_id), name=f"analysis-{analysis_id}")

@@ -38,6 +38,11 @@ REFRESH_FAILURES = Counter(
     "Refreshes of a secret that failed (Secret Manager unreachable or refusing); the last values stay in use",
     ("service", "revision", "secret"),
 )
+IN_USE = Gauge(
+    "ethix_secret_in_use_version",
+    "Version of a connection secret (database URL) that the open connection was made with",
+    ("service", "revision", "secret"),
+)
 LAST_REFRESH = Gauge(
     "ethix_secret_last_refresh_timestamp_seconds",
     "Unix time of the last successful refresh of a secret",

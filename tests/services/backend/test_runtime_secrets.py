@@ -5,6 +5,7 @@ are served through (fail static) with staleness in readiness, versions are expor
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -126,3 +127,33 @@ def test_jwks_has_cache_headers_and_answers_304_to_a_matching_etag(client: TestC
     assert key["kty"] == "OKP" and key["crv"] == "Ed25519" and key["alg"] == "EdDSA" and "d" not in key
     again = client.get("/.well-known/jwks.json", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
+
+
+def test_a_new_database_url_version_reconnects_and_reports_the_version_in_use(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
+    reader = _reader(**{"database-url": {"current": Version("1", first.encode())}})
+    settings = make_settings(
+        K_REVISION="rev-under-test",
+        secrets_project="p",
+        secret_jwt_signing_key="jwt-signing-key",
+        secret_session_key="session-key",
+        secret_database_url="database-url",
+    )
+    with TestClient(create_app(settings, reader)) as client:
+        secrets = client.app.state.secrets  # type: ignore[attr-defined]
+        assert _metric(client, "ethix_secret_in_use_version") == {("database-url",): 1.0}
+        credentials = {"email": "c@example.com", "password": "whatever1"}
+        assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
+        reader.set("database-url", "current", Version("2", second.encode()))
+        secrets.refresh()
+        assert _metric(client, "ethix_secret_in_use_version") == {("database-url",): 2.0}
+        # The user lives in the first database only: the requests now use the second.
+        assert client.post("/api/v1/auth/login", json=credentials).status_code == 401
+        assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
+
+        reader.set("database-url", "current", Version("3", b"sqlite:///proc/no/such/dir/x.db"))
+        secrets.refresh()  # cannot connect: keeps the working connection
+        assert _metric(client, "ethix_secret_in_use_version") == {("database-url",): 2.0}
+        assert client.post("/api/v1/auth/login", json=credentials).status_code == 200
