@@ -40,6 +40,9 @@ COMMANDS: dict[str, dict[str, str]] = {
         "history": "The ledger: releases, gate outcomes, rollbacks, rollback rate.",
         "smoke": "Run the post-deploy smoke suite against a deployment.",
     },
+    "Secrets": {
+        "secrets": "Secrets: list, status (overdue → exit 4), zero-downtime and emergency rotation.",
+    },
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
         "status": "Services, revisions, traffic, tags, readiness and Prometheus targets.",

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 3
     TARGET_UNREACHABLE = 3
     HELD = 4
+    OVERDUE = 4
     PLATFORM_UNAVAILABLE = 5
     INTERRUPTED = 130
 
@@ -22,6 +23,7 @@ EXIT_CODE_TABLE: list[tuple[int, str, str]] = [
     (3, "release", "the canary failed a gate and was rolled back automatically"),
     (3, "smoke", "the target did not answer (network errors after retries)"),
     (4, "release", "held or frozen, or the analysis stayed inconclusive"),
+    (4, "secrets", "`secrets status`: a rotation is overdue, or an old version is due to be disabled"),
     (5, "all", "the platform is unreachable: control plane, Prometheus, or `ethixctl up` not running"),
     (130, "all", "interrupted (Ctrl-C / SIGTERM); durable state kept for `--resume`"),
 ]

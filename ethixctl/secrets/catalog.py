@@ -209,11 +209,20 @@ class Catalog(Strict):
         return float(self.refresh.local if environment_kind == "local" else self.refresh.default)
 
     def consumer_env(self, service: str) -> dict[str, str]:
-        """The names (never the values) of the secrets ``service`` loads, as its env vars."""
-        return {
+        """The names (never the values) of the secrets ``service`` loads, as its env vars, and the token
+        lifetimes the graces were derived from when it signs tokens."""
+        env = {
             s.kind.setting: s.id for s in self.secrets if service in s.consumers and s.kind is not Kind.OPAQUE
         }
+        if Kind.JWT_SIGNING_KEY.setting in env:
+            env["ETHIX_ACCESS_TOKEN_TTL_SECONDS"] = f"{self.tokens.access_token_ttl:.0f}"
+        if Kind.SESSION_KEY.setting in env:
+            env["ETHIX_REFRESH_TOKEN_TTL_SECONDS"] = f"{self.tokens.refresh_token_ttl:.0f}"
+        return env
 
 
 def load(path: str | Path | None = None) -> Catalog:
-    return yamldoc.load(Catalog, path or DEFAULT_PATH)
+    """``path``, else ETHIXCTL_SECRETS_CATALOG, else the shipped playbooks/secrets.yaml."""
+    import os
+
+    return yamldoc.load(Catalog, path or os.environ.get("ETHIXCTL_SECRETS_CATALOG") or DEFAULT_PATH)

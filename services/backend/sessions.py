@@ -109,11 +109,18 @@ def revoke(store: DocStore, session_id: str, reason: str) -> bool:
     return updated == 1
 
 
-def revoke_all(store: DocStore, reason: str, user_id: str | None = None) -> int:
-    """Revoke every active session (of one user, or of everyone); returns how many were revoked."""
+def revoke_all(
+    store: DocStore, reason: str, user_id: str | None = None, created_before: str | None = None
+) -> int:
+    """Revoke every active session (of one user, or of everyone; only those created before an ISO
+    time when given, so users who already logged in again keep their new session); returns how many."""
     query: dict[str, Any] = {"revoked_at": None}
     if user_id is not None:
         query["user_id"] = user_id
     now = time.time()
-    active = [s["_id"] for s in store[COLLECTION].find(query) if s["expires_at"] > now]
+    active = [
+        s["_id"]
+        for s in store[COLLECTION].find(query)
+        if s["expires_at"] > now and (created_before is None or s["created_at"] < created_before)
+    ]
     return sum(revoke(store, session_id, reason) for session_id in active)

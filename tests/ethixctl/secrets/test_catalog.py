@@ -32,6 +32,9 @@ def test_shipped_catalog_matches_the_runbook() -> None:
         "ETHIX_SECRET_JWT_SIGNING_KEY": "jwt-signing-key",
         "ETHIX_SECRET_SESSION_KEY": "session-key",
         "ETHIX_SECRET_DATABASE_URL": "database-url",
+        # The services sign with the lifetimes the graces are derived from.
+        "ETHIX_ACCESS_TOKEN_TTL_SECONDS": "900",
+        "ETHIX_REFRESH_TOKEN_TTL_SECONDS": "1209600",
     }
     assert book.consumer_env("ai-core") == {}
 

@@ -53,11 +53,14 @@ def test_revisions_get_secret_names_never_values(secrets: SecretManager, tmp_pat
         "ETHIX_SECRET_JWT_SIGNING_KEY": "jwt-signing-key",
         "ETHIX_SECRET_SESSION_KEY": "session-key",
         "ETHIX_SECRET_DATABASE_URL": "database-url",
+        "ETHIX_ACCESS_TOKEN_TTL_SECONDS": "900",
+        "ETHIX_REFRESH_TOKEN_TTL_SECONDS": "1209600",
         "ETHIX_SECRETS_PROJECT": "local",
         "ETHIX_SECRETS_ENDPOINT": "http://127.0.0.1:9",
         "ETHIX_SECRETS_REFRESH_SECONDS": "2",
     }
-    values = {secrets.access(name, "current").decode() for name in book.consumer_env("backend").values()}
+    names = [n for setting, n in book.consumer_env("backend").items() if setting.startswith("ETHIX_SECRET_")]
+    values = {secrets.access(name, "current").decode() for name in names}
     assert not values & set(env.values())
     assert consumer_env(book, "ai-core", "local", "http://127.0.0.1:9") == {}
 
