@@ -72,7 +72,7 @@ class Platform:
     def remember_values(self) -> None:
         """The value of every enabled version of every secret, so the leak check can look for them."""
         sm = self.secrets()
-        for secret in ("jwt-signing-key", "session-key"):
+        for secret in ("jwt-signing-key", "session-key", "slack-webhook"):
             for version in sm.list_versions(secret):
                 if version.state == "ENABLED":
                     self.values.add(sm.access(secret, version.version).decode())
@@ -219,6 +219,25 @@ def _me(platform: Platform, token: str) -> httpx.Response:
 def _state(platform: Platform, secret: str) -> tuple[dict[str, str], dict[str, str]]:
     sm = platform.secrets()
     return sm.aliases(secret), {v.version: v.state for v in sm.list_versions(secret)}
+
+
+def test_dry_run_shows_the_stages_and_what_revisions_loaded_and_changes_nothing(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _state(platform, "jwt-signing-key")
+    deadline = time.monotonic() + 30
+    while True:  # the second revision was just deployed: until Prometheus scraped it, it reports nothing
+        code, (plan,) = platform.cli(capsys, "secrets", "rotate", "jwt-signing-key", "--dry-run", "--json")
+        if all(seen == ["1"] for seen in plan["current_loaded"].values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert code == 0 and plan["dry_run"] is True and plan["aliases"] == {"current": "1"}
+    assert plan["phases"][:3] == ["add_version", "alias_next", "await_next"]
+    assert plan["grace_seconds"] == ACCESS_TTL + 1 and len(plan["serving_revisions"]) == 2
+    assert all(seen == ["1"] for seen in plan["current_loaded"].values()), plan["current_loaded"]
+    assert _state(platform, "jwt-signing-key") == before
+    with platform.ledger() as ledger:
+        assert ledger.operations("local", "rotation") == []
 
 
 def test_scheduled_jwt_rotation_under_load_has_zero_401_and_zero_5xx_and_pyjwkclient_follows(
@@ -436,6 +455,26 @@ def test_status_exits_4_when_a_secret_is_overdue(
     out = capsys.readouterr()
     platform.outputs += [out.out, out.err]
     assert code == ExitCode.OVERDUE and "session-key: overdue" in out.err
+
+
+def test_a_manual_secret_needs_its_value_from_a_file_and_rotates_without_consumers(
+    platform: Platform, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _ = platform.cli(capsys, "secrets", "rotate", "slack-webhook", "--yes")
+    assert code == ExitCode.USAGE and "--value-file" in platform.outputs[-1]
+    value = tmp_path / "webhook.txt"
+    for url in (
+        "https://hooks.slack.example/services/T0/B0/first",
+        "https://hooks.slack.example/services/T0/B0/second",
+    ):
+        value.write_text(url + "\n")
+        code, events = platform.cli(
+            capsys, "secrets", "rotate", "slack-webhook", "--yes", "--json", "--value-file", str(value)
+        )
+        assert code == 0 and events[-1]["status"] == "rotated", platform.outputs[-1]
+        assert platform.secrets().access("slack-webhook", "current").decode() == url
+        platform.values.add(url)
+    assert _state(platform, "slack-webhook") == ({"current": "2"}, {"1": "DISABLED", "2": "ENABLED"})
 
 
 def test_no_secret_value_in_output_logs_process_listings_or_revision_environments(platform: Platform) -> None:
