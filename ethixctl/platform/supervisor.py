@@ -375,10 +375,17 @@ class LocalRuntime:
                 self._program(rev.spec.service)
 
     def _note_probe_answer(self, name: str, pid: int, answer: str) -> None:
+        """Say why a starting revision is not ready yet (``ethixctl status`` shows it)."""
         with self._lock:
             rev = self._revisions.get(name)
-            if rev is not None and rev.process is not None and rev.process.pid == pid:
-                rev.probe_answer = answer
+            if rev is None or rev.process is None or rev.process.pid != pid:
+                return
+            changed = rev.probe_answer != answer
+            rev.probe_answer = answer
+            if rev.state is RevisionState.STARTING:
+                rev.message = f"waiting for the startup probe ({answer})"
+        if changed:
+            self._changed()
 
     def _mark_ready(self, name: str, pid: int) -> None:
         with self._lock:

@@ -209,3 +209,23 @@ def test_prometheus_file_sd_scrapes_ready_revisions(parts_with_prometheus: Parts
     parts.runtime.stop_revision("echo-2")
     targets = (parts.state_dir / "prometheus" / "targets.json").read_text()
     assert "echo-2" not in targets and "echo-1" in targets
+
+
+def test_a_revision_whose_secrets_cannot_load_says_which_secret_while_it_starts(parts: Parts) -> None:
+    """The real backend image, told to load its keys from a Secret Manager nobody answers at."""
+    from ethixctl.platform import images
+
+    image = images.build("backend", parts.state_dir / "images").ref
+    env = {
+        "ETHIX_SECRETS_PROJECT": "local",
+        "ETHIX_SECRETS_ENDPOINT": f"http://127.0.0.1:{procs.free_port()}",
+        "ETHIX_SECRET_JWT_SIGNING_KEY": "jwt-signing-key",
+        "ETHIX_SECRET_SESSION_KEY": "session-key",
+    }
+    parts.runtime.start_revision(RevisionSpec("backend", "backend-1", "backend", image, env))
+    deadline = time.monotonic() + 60
+    while "jwt-signing-key" not in (status := parts.runtime.revision_status("backend-1")).message:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status.state is RevisionState.STARTING
+    assert "HTTP 503" in status.message and "Secret Manager unreachable" in status.message
