@@ -178,7 +178,9 @@ def test_error_fault_is_rolled_back_at_the_first_step_and_stable_serves_througho
     assert failed and failed[0]["verdict"]["gates"][0]["name"] == "error_rate"
     assert failed[0]["verdict"]["gates"][0]["value"] > 0.005
     # The canary stays reachable on its tag for inspection.
-    tag = f"canary-{result['release_id']}"
+    with platform.ledger() as ledger:
+        tag = releases.get(ledger, result["release_id"]).tag
+    assert tag == f"canary-{result['release_id'][:8].lower()}"
     assert platform.cloud_run().tag_url("backend", tag)
 
 
