@@ -27,10 +27,11 @@ from typing import Any
 
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2
 
 from ethixctl.platform.controlplane import apierror
 from ethixctl.platform.controlplane.apierror import ApiError
+from ethixctl.platform.controlplane.operations import Operations, preview
+from ethixctl.platform.controlplane.paging import Page, paginate
 from ethixctl.platform.controlplane.secretmanager import SecretManager
 from ethixctl.platform.controlplane.store import message_from_dict, message_to_dict, read_json, write_json
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, Runtime
@@ -108,7 +109,7 @@ class CloudRun:
         self._services: dict[str, run_v2.Service] = {}
         self._revisions: dict[str, run_v2.Revision] = {}
         self._counters: dict[str, int] = {}
-        self._operations: dict[str, operations_pb2.Operation] = {}
+        self.operations = Operations()
         # service name -> the operation (or _RESTORE) applying a change to it; one at a time.
         self._busy: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
@@ -144,38 +145,8 @@ class CloudRun:
         )
 
     # operations --------------------------------------------------------------------------------
-    def _new_operation(self, location: str, metadata: Any) -> operations_pb2.Operation:
-        op = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4()}", done=False)
-        op.metadata.CopyFrom(self._pack(metadata))
-        self._operations[op.name] = op
-        return op
-
-    @staticmethod
-    def _pack(message: Any) -> any_pb2.Any:
-        packed = any_pb2.Any()
-        packed.Pack(type(message).pb(message))
-        return packed
-
-    def _finish(self, op_name: str, result: Any) -> None:
-        op = self._operations[op_name]
-        op.metadata.CopyFrom(self._pack(result))
-        op.response.CopyFrom(self._pack(result))
-        op.done = True
-
-    def _fail(self, op_name: str, status: str, message: str) -> None:
-        op = self._operations[op_name]
-        op.error.code = apierror.GRPC_CODES[status]
-        op.error.message = message
-        op.done = True
-
     def get_operation(self, name: str) -> operations_pb2.Operation:
-        with self._lock:
-            op = self._operations.get(name)
-            if op is None:
-                raise apierror.not_found(f"operation {name} not found")
-            copy = operations_pb2.Operation()
-            copy.CopyFrom(op)
-            return copy
+        return self.operations.get(name)
 
     # services ----------------------------------------------------------------------------------
     def _service(self, name: str) -> run_v2.Service:
@@ -191,13 +162,15 @@ class CloudRun:
         with self._lock:
             return _clone(self._service(name))
 
-    def list_services(self, parent: str) -> list[run_v2.Service]:
+    def list_services(self, parent: str, page_size: int = 0, page_token: str = "") -> Page[run_v2.Service]:
         with self._lock:
-            return [
-                _clone(s) for n, s in sorted(self._services.items()) if n.startswith(parent + "/services/")
-            ]
+            found = [s for n, s in self._services.items() if n.startswith(parent + "/services/")]
+            page = paginate(found, key=lambda s: (s.name,), size=page_size, token=page_token)
+            return Page([_clone(s) for s in page.items], page.next_token)
 
-    def create_service(self, parent: str, service_id: str, body: run_v2.Service) -> operations_pb2.Operation:
+    def create_service(
+        self, parent: str, service_id: str, body: run_v2.Service, validate_only: bool = False
+    ) -> operations_pb2.Operation:
         if not service_id or not DNS_LABEL.match(service_id) or len(service_id) > 49:
             raise apierror.invalid_argument(
                 f"invalid service id {service_id!r}: lowercase letters, digits and '-', "
@@ -219,19 +192,16 @@ class CloudRun:
                 creator="local",
                 launch_stage=body.launch_stage,
                 template=_clone(body.template),
-                uri=self._runtime.service_url(service_id),
             )
-            service.urls = [service.uri]
-            self._counters[name] = 0
-            return self._apply_change(service, body, parent)
+            return self._apply_change(service, body, parent, validate_only)
 
     def update_service(
-        self, name: str, body: run_v2.Service, allow_missing: bool
+        self, name: str, body: run_v2.Service, allow_missing: bool, validate_only: bool = False
     ) -> operations_pb2.Operation:
         with self._lock:
             if name not in self._services and allow_missing:
                 parent, _, service_id = name.rpartition("/services/")
-                return self.create_service(parent, service_id, body)
+                return self.create_service(parent, service_id, body, validate_only)
             current = self._service(name)
             if body.etag and body.etag != current.etag:
                 raise apierror.aborted(
@@ -243,7 +213,7 @@ class CloudRun:
             service.description = body.description
             service.labels = dict(body.labels)
             service.annotations = dict(body.annotations)
-            return self._apply_change(service, body, name.rpartition("/services/")[0])
+            return self._apply_change(service, body, name.rpartition("/services/")[0], validate_only)
 
     def _check_template(self, service_name: str, template: run_v2.RevisionTemplate) -> None:
         if len(template.containers) != 1:
@@ -265,9 +235,13 @@ class CloudRun:
                     ) from None
 
     def _apply_change(
-        self, service: run_v2.Service, body: run_v2.Service, location: str
+        self, service: run_v2.Service, body: run_v2.Service, location: str, validate_only: bool
     ) -> operations_pb2.Operation:
-        """Validate, record the new generation and start reconciling it in the background."""
+        """Validate, record the new generation and start reconciling it in the background.
+
+        With `validate_only` nothing is recorded, started or routed: the answer is an operation that
+        is already done, with the service as the change would make it.
+        """
         name = service.name
         service_id = _short(name)
         if name in self._busy:
@@ -308,14 +282,20 @@ class CloudRun:
         service.terminal_condition = _reconciling(
             "Deploying revision." if new_revision else "Routing traffic."
         )
+        if new_revision is not None:
+            service.latest_created_revision = new_revision
+        if validate_only:
+            return preview(location, service)
+        if current is None:
+            service.uri = self._runtime.service_url(service_id)
+            service.urls = [service.uri]
         revision: run_v2.Revision | None = None
         if new_revision is not None:
             self._counters[name] = self._counters.get(name, 0) + 1
-            service.latest_created_revision = new_revision
             revision = self._new_revision(service, new_revision)
             self._revisions[revision.name] = revision
         self._services[name] = service
-        op = self._new_operation(location, service)
+        op = self.operations.start(location, service)
         self._busy[name] = op.name
         self._save()
         revision_name = revision.name if revision else None
@@ -336,9 +316,7 @@ class CloudRun:
         self._timers[op.name] = watchdog
         thread.start()
         watchdog.start()
-        result = operations_pb2.Operation()
-        result.CopyFrom(op)
-        return result
+        return op
 
     def _suffix(self) -> str:
         return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3))
@@ -438,7 +416,7 @@ class CloudRun:
                         revision.reconciling = False
                         revision.update_time = _now()
                         revision.conditions = [_ready() if ok else _failed(message)]
-                    if self._operations[op_name].done:  # the watchdog ended it already
+                    if self.operations.done(op_name):  # the watchdog ended it already
                         self._save()
                         return
                     if not ok:
@@ -451,12 +429,12 @@ class CloudRun:
                     self._services[service_name].latest_ready_revision = _short(revision_name)
             self._route(service_name)
             with self._lock:
-                if not self._operations[op_name].done:
+                if not self.operations.done(op_name):
                     self._end(service_name, op_name, _ready())
         except Exception as exc:  # the operation must end, whatever the runtime raised
             _log(f"control plane: applying a change to {_short(service_name)} failed")
             with self._lock:
-                if not self._operations[op_name].done:
+                if not self.operations.done(op_name):
                     text = f"applying the change failed: {type(exc).__name__}: {exc}"
                     self._end(service_name, op_name, _failed(text), "INTERNAL", text)
         finally:
@@ -481,12 +459,14 @@ class CloudRun:
             if service is not None:
                 self._settle(service, condition)
                 if status is None:
-                    self._finish(op_name, service)
+                    self.operations.finish(op_name, service)
             if status is not None or service is None:
-                self._fail(op_name, status or "INTERNAL", message or f"service {service_name} is gone")
+                self.operations.fail(
+                    op_name, status or "INTERNAL", message or f"service {service_name} is gone"
+                )
         finally:
-            if not self._operations[op_name].done:
-                self._fail(op_name, "INTERNAL", message or "the operation could not be completed")
+            if not self.operations.done(op_name):
+                self.operations.fail(op_name, "INTERNAL", message or "the operation could not be completed")
             if self._busy.get(service_name) == op_name:
                 del self._busy[service_name]
         try:
@@ -500,8 +480,7 @@ class CloudRun:
         """The watchdog: end an operation whose reconcile thread is stuck, and free the service."""
         with self._lock:
             self._timers.pop(op_name, None)
-            op = self._operations.get(op_name)
-            if op is None or op.done:
+            if self.operations.done(op_name):
                 return
             limit = self._startup_timeout + OPERATION_GRACE
             what = f"revision '{_short(revision_name)}'" if revision_name else "the traffic change"
@@ -611,13 +590,21 @@ class CloudRun:
         with self._lock:
             return _clone(self._revision(name))
 
-    def list_revisions(self, parent: str) -> list[run_v2.Revision]:
+    def list_revisions(self, parent: str, page_size: int = 0, page_token: str = "") -> Page[run_v2.Revision]:
+        """Newest first, like Cloud Run."""
         with self._lock:
             self._service(parent)
             found = [r for r in self._revisions.values() if r.service == parent]
-            return [_clone(r) for r in sorted(found, key=lambda r: r.create_time, reverse=True)]
+            page = paginate(
+                found,
+                key=lambda r: (r.create_time.timestamp(), r.name),
+                size=page_size,
+                token=page_token,
+                newest_first=True,
+            )
+            return Page([_clone(r) for r in page.items], page.next_token)
 
-    def delete_revision(self, name: str, etag: str) -> operations_pb2.Operation:
+    def delete_revision(self, name: str, etag: str, validate_only: bool = False) -> operations_pb2.Operation:
         with self._lock:
             revision = self._revision(name)
             if etag and etag != revision.etag:
@@ -638,12 +625,15 @@ class CloudRun:
                 raise apierror.failed_precondition(
                     f"revision {revision_id} has tag(s) {', '.join(tagged)}; remove the tags first"
                 )
+            location = name.split("/services/")[0]
+            if validate_only:
+                return preview(location, revision)
             self._runtime.stop_revision(revision_id)
             del self._revisions[name]
             self._save()
-            op = self._new_operation(name.split("/services/")[0], revision)
-            self._finish(op.name, revision)
-            return self.get_operation(op.name)
+            op = self.operations.start(location, revision)
+            self.operations.finish(op.name, revision)
+            return self.operations.get(op.name)
 
     # lifecycle ---------------------------------------------------------------------------------
     def restore(self) -> None:
