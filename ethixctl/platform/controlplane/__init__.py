@@ -19,7 +19,8 @@ Implemented (project `local`, region `local`; any other project/location names w
 - `GET /healthz` for readiness checks.
 
 State: `store_dir/cloudrun.json`, `store_dir/secretmanager.json` (0600, atomic replacement) and the
-Fernet key `store_dir/secretmanager.key` (0600). Operations live in memory only. On start, `serve`
+Fernet key `store_dir/secretmanager.key` (0600). Operations live in memory only; finished ones
+are evicted after an hour, or beyond 500. On start, `serve`
 restarts the revisions the stored traffic needs (after `ethixctl down` / `up`) and re-programs the router.
 """
 

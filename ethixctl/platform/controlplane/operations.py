@@ -1,7 +1,10 @@
 """The control plane's long-running operations (google.longrunning): get, list, wait and delete.
 
-Operations live in memory only. A deleted operation that is still running disappears from the API at
-once, like Google's (the client is "no longer interested"); its change still completes.
+Operations live in memory only. A finished operation is kept for `keep_done` seconds (clients poll
+it, and list it to see what happened), and at most `max_done` of them, oldest evicted first, so a
+platform that runs for weeks holds a bounded number. A running operation is never evicted. A deleted
+operation that is still running disappears from the API at once, like Google's (the client is "no
+longer interested"); its change still completes.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +25,8 @@ from ethixctl.platform.controlplane.paging import Page, paginate
 # `:wait` never holds a request longer than this, whatever timeout the client asks for (Google caps it
 # at its RPC deadline the same way); the client sees the operation still running and polls again.
 MAX_WAIT = 60.0
+KEEP_DONE = 3600.0
+MAX_DONE = 500
 _FILTERS = {"": None, "done=true": True, "done=false": False}
 
 
@@ -28,6 +34,7 @@ _FILTERS = {"": None, "done=true": True, "done=false": False}
 class _Entry:
     operation: operations_pb2.Operation
     created: float
+    ended: float | None = None
     deleted: bool = False
 
 
@@ -53,16 +60,40 @@ def _copy(operation: operations_pb2.Operation) -> operations_pb2.Operation:
 
 
 class Operations:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        keep_done: float = KEEP_DONE,
+        max_done: int = MAX_DONE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keep_done = keep_done
+        self._max_done = max_done
+        self._clock = clock
         self._changed = threading.Condition()
+        # Insertion order is start order: the oldest operations come first.
         self._entries: dict[str, _Entry] = {}
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._entries)
 
     def start(self, location: str, metadata: Any) -> operations_pb2.Operation:
         operation = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4()}", done=False)
         operation.metadata.CopyFrom(pack(metadata))
         with self._changed:
-            self._entries[operation.name] = _Entry(operation, time.monotonic())
+            self._evict()
+            self._entries[operation.name] = _Entry(operation, self._clock())
             return _copy(operation)
+
+    def _evict(self) -> None:
+        """Forget operations that ended more than `keep_done` ago, then the oldest beyond `max_done`."""
+        cutoff = self._clock() - self._keep_done
+        ended = [name for name, e in self._entries.items() if e.ended is not None]
+        expired = {name for name in ended if (self._entries[name].ended or 0.0) <= cutoff}
+        kept = [name for name in ended if name not in expired]
+        for name in [*expired, *kept[: max(0, len(kept) - self._max_done)]]:
+            del self._entries[name]
 
     def finish(self, name: str, result: Any) -> None:
         with self._changed:
@@ -82,8 +113,10 @@ class Operations:
 
     def _end(self, name: str, entry: _Entry) -> None:
         entry.operation.done = True
+        entry.ended = self._clock()
         if entry.deleted:
             del self._entries[name]
+        self._evict()
         self._changed.notify_all()
 
     def done(self, name: str) -> bool:
