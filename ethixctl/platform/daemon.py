@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from ethixctl import procs
-from ethixctl.errors import EthixError
+from ethixctl.errors import EthixError, from_os_error
+from ethixctl.exitcodes import ExitCode
 from ethixctl.platform import images, state
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
@@ -241,16 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--free-ports", action="store_true", help="never use the default ports")
     args = parser.parse_args(argv)
-    state_dir: Path = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(state_dir / state.LOCK_FILE, "a")  # noqa: SIM115 - held for the daemon's lifetime
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"another daemon already runs for {state_dir}", file=sys.stderr)
-        return 1
-    (state_dir / state.PID_FILE).write_text(f"{os.getpid()}\n")
-    daemon = Daemon(state_dir, args.free_ports)
+        state.check_state_dir(args.state_dir)
+        state_dir: Path = args.state_dir.resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(state_dir / state.LOCK_FILE, "a")  # noqa: SIM115 - held for the daemon's lifetime
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another daemon already runs for {state_dir}", file=sys.stderr)
+            return 1
+        (state_dir / state.PID_FILE).write_text(f"{os.getpid()}\n")
+        daemon = Daemon(state_dir, args.free_ports)
+    except (OSError, EthixError) as exc:
+        failure = from_os_error(exc) if isinstance(exc, OSError) else exc
+        print(f"platform failed: {failure.message}", file=sys.stderr, flush=True)
+        return int(ExitCode.USAGE)
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         daemon.stop_requested.set()

@@ -39,6 +39,7 @@ edge): ``Router.process`` is the edge, and stopping it, or a stale pid of a cras
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -63,6 +64,12 @@ EDGE_REQUEST_BUFFER = 1 << 20
 # sh -c _LAUNCH sh SPLIT_ADMIN CADDY SPLIT_PIDFILE SPLIT_LOG EDGE_ARGV...
 _LAUNCH = 'CADDY_ADMIN="$1" "$2" run --pidfile "$3" >>"$4" 2>&1 </dev/null & shift 4; exec "$@"'
 REPLAYABLE_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+# Cloud Run's front end refuses HTTP/1 requests over 32 MiB with a 413 before any instance sees them;
+# the edge does the same, with a JSON body like the services' own errors.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+TOO_LARGE_BODY = json.dumps(
+    {"detail": f"request body exceeds the platform's limit of {MAX_REQUEST_BYTES} bytes"}
+)
 
 
 def find_caddy() -> Path:
@@ -87,14 +94,38 @@ class Listener:
     upstreams: dict[str, int] = field(default_factory=dict)
 
 
-def _server(port: int, handler: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _server(port: int, handler: dict[str, Any], *before: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A listener whose requests go through the routes `before` (if one matches), else `handler`."""
     return {
         "listen": [f"127.0.0.1:{port}"],
         "automatic_https": {"disable": True},
         "protocols": ["h1"],
-        "routes": [{"handle": [handler]}],
+        "routes": [*before, {"handle": [handler]}],
         **extra,
     }
+
+
+# Decided on the declared Content-Length, before the upstream is contacted. (A `request_body` limit
+# would cut a body mid-stream, which the edge's replays then turn into a 502; a chunked body is bounded
+# by the service that reads it.)
+_TOO_LARGE = {
+    "match": [
+        {
+            "expression": (
+                "{http.request.header.Content-Length}.matches('^[0-9]+$') && "
+                f"int({{http.request.header.Content-Length}}) > {MAX_REQUEST_BYTES}"
+            )
+        }
+    ],
+    "handle": [
+        {
+            "handler": "static_response",
+            "status_code": 413,
+            "headers": {"Content-Type": ["application/json"], "Connection": ["close"]},
+            "body": TOO_LARGE_BODY,
+        }
+    ],
+}
 
 
 class Router:
@@ -220,6 +251,7 @@ class Router:
                         "retry_match": [{"method": REPLAYABLE_METHODS}],
                     },
                 },
+                _TOO_LARGE,
             )
         return self._caddy_config(self.admin_port, servers)
 

@@ -20,6 +20,9 @@ from services.common.storage import open_storage
 
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Cloud Run's front end refuses HTTP/1 requests over 32 MiB (so does the local router): an oversized
+# body up to that size is read and thrown away before the 413; a bigger one is not worth reading.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
 def prepare_store(store: DocStore) -> None:
@@ -67,6 +70,13 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
         if request.method == "POST" and length.isdigit() and int(length) > limit:
             detail = f"request body exceeds the upload limit of {settings.max_upload_bytes} bytes"
+            if int(length) > MAX_REQUEST_BYTES:
+                return JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
+            # Read the body to its end first: answering while the sender (a client, or the router)
+            # is still sending makes the server close a connection with unread data, the kernel
+            # resets it, and the 413 already on its way is lost: the client sees an empty 502.
+            async for _ in request.stream():
+                pass
             return JSONResponse({"detail": detail}, status_code=413)
         return await call_next(request)
 
