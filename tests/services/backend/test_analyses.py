@@ -36,7 +36,7 @@ def _outcomes(outcome: str) -> float:
     return value or 0.0
 
 
-def test_analysis_succeeds_and_report_is_stored(
+def test_analysis_succeeds_and_report_is_stored_ai_core_wire_level_fake(
     make_settings: MakeSettings, fake_ai_core: FakeAiCore
 ) -> None:
     fake_ai_core.delay = 0.3
@@ -73,7 +73,9 @@ def test_analysis_succeeds_and_report_is_stored(
     ) >= 1
 
 
-def test_503_is_retried_with_backoff(make_settings: MakeSettings, fake_ai_core: FakeAiCore) -> None:
+def test_503_is_retried_with_backoff_ai_core_wire_level_fake(
+    make_settings: MakeSettings, fake_ai_core: FakeAiCore
+) -> None:
     fake_ai_core.script = [(503, {"detail": "warming up"}), (502, {}), (200, REPORT)]
     with TestClient(create_app(make_settings(AI_CORE_URL=fake_ai_core.url))) as client:
         headers = register_and_login(client)
@@ -85,7 +87,7 @@ def test_503_is_retried_with_backoff(make_settings: MakeSettings, fake_ai_core: 
     assert len(fake_ai_core.requests) == 3
 
 
-def test_4xx_is_not_retried_and_its_detail_becomes_the_error(
+def test_4xx_is_not_retried_and_its_detail_becomes_the_error_ai_core_wire_level_fake(
     make_settings: MakeSettings, fake_ai_core: FakeAiCore
 ) -> None:
     fake_ai_core.script = [(422, {"detail": "target 'approved' is not binary"})]
@@ -170,7 +172,7 @@ def test_analyses_left_by_a_dead_process_are_marked_failed_on_startup(make_setti
     }
 
 
-def test_shutdown_marks_in_flight_analyses_failed(
+def test_shutdown_marks_in_flight_analyses_failed_ai_core_wire_level_fake(
     make_settings: MakeSettings, fake_ai_core: FakeAiCore
 ) -> None:
     fake_ai_core.delay = 3
