@@ -1,18 +1,24 @@
-"""Backend login throughput against the cost of argon2id itself, measured in the same run.
+"""Backend: login throughput against the cost of argon2id itself, and readiness with a hung database.
 
 Login is dominated by one argon2id verification (64 MiB, 3 passes by default). The baseline is the
 same verification done in-process with the same concurrency; the ratio shows what HTTP, FastAPI, the
 thread pool and the SQLite lookup add on top (1.0 would be free).
+
+Readiness while the document store hangs (a real pymongo client on a closed port: it would wait 3 s for
+server selection): the probe must answer within its contract, 500 ms (its own timeout is 0.4 s).
+Baseline: the same probe with the healthy SQLite store, same app, same run.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from argon2 import PasswordHasher
@@ -21,6 +27,8 @@ from ethixctl import procs
 
 CONCURRENCY = 4
 DURATION_S = 8.0
+READINESS_RUNS = 10
+READINESS_GOAL_MS = 500.0
 
 
 def _rate(work: object, duration: float = DURATION_S) -> float:
@@ -63,6 +71,52 @@ def run() -> dict[str, object]:
         "login_per_s": round(http_rate, 2),
         "baseline_argon2_verify_per_s": round(baseline_rate, 2),
         "ratio_login_vs_argon2": round(http_rate / baseline_rate, 2),
+        **_readiness_with_hung_database(),
+    }
+
+
+def _timed_readiness(client: Any, expect: int) -> float:
+    started = time.perf_counter()
+    status = client.get("/health/readiness").status_code
+    elapsed = time.perf_counter() - started
+    if status != expect:
+        raise RuntimeError(f"readiness answered {status}, expected {expect}")
+    return elapsed
+
+
+def _readiness_with_hung_database() -> dict[str, object]:
+    from fastapi.testclient import TestClient
+    from pymongo import MongoClient
+
+    from services.backend.app import create_app
+    from services.backend.settings import BackendSettings
+    from services.common.docstore import MongoStore
+
+    timeout = BackendSettings.model_fields["readiness_timeout_seconds"].default
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TestClient(create_app(BackendSettings(data_dir=Path(tmp)))) as client,
+    ):
+        backend = client.app.state.backend  # type: ignore[attr-defined]
+        healthy_store = backend.store
+        healthy = [_timed_readiness(client, 200) for _ in range(READINESS_RUNS)]
+        unreachable: MongoClient[dict[str, object]] = MongoClient(
+            f"mongodb://127.0.0.1:{procs.free_port()}/x", serverSelectionTimeoutMS=3000
+        )
+        backend.store = MongoStore(unreachable, "x")
+        try:
+            hung = [_timed_readiness(client, 503) for _ in range(READINESS_RUNS)]
+        finally:
+            backend.store = healthy_store
+            unreachable.close()
+    hung_median = statistics.median(hung)
+    return {
+        "readiness_hung_database_median_ms": round(hung_median * 1000, 1),
+        "readiness_hung_database_max_ms": round(max(hung) * 1000, 1),
+        "readiness_baseline_healthy_median_ms": round(statistics.median(healthy) * 1000, 1),
+        "readiness_ratio_hung_to_configured_timeout": round(hung_median / timeout, 2),
+        "readiness_goal_ms": READINESS_GOAL_MS,
+        "readiness_met": max(hung) * 1000 <= READINESS_GOAL_MS,
     }
 
 
