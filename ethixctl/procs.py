@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,9 @@ def free_port() -> int:
 
     The port is released before the caller binds it. Caddy binds with SO_REUSEPORT, so two parts of
     one platform given the same port would silently share it (requests to one reaching the other)
-    instead of failing; never handing a port out twice rules that out.
+    instead of failing; never handing a port out twice rules that out within one process. Another
+    process may still be handed the same port at the same moment: the router confirms each port it
+    binds with :func:`port_holding`.
     """
     with _handed_out_lock:
         while True:
@@ -55,6 +57,54 @@ def claim_port(port: int) -> None:
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex((host, port)) == 0
+
+
+_TCP_LISTEN = "0A"
+
+
+@dataclass(frozen=True)
+class PortHolding:
+    """Who listens on some ports, from the kernel's socket tables, relative to one owner process."""
+
+    shared: frozenset[int]  # another process listens on it too (SO_REUSEPORT) or instead
+    missing: frozenset[int]  # the owner does not listen on it
+
+    @property
+    def exclusive(self) -> bool:
+        return not self.shared and not self.missing
+
+
+def port_holding(owner_pid: int, ports: Iterable[int]) -> PortHolding | None:
+    """Whether ``owner_pid`` alone listens on each of ``ports``; None where Linux's /proc is missing.
+
+    Caddy binds with SO_REUSEPORT, so a second Caddy (another platform, started at the same moment
+    with the same port in mind) binds the same port without an error and the kernel splits the
+    connections between the two. Only the socket tables show it: a port counts as held once the
+    process that bound it is its only listener.
+    """
+    if not os.path.exists("/proc/net/tcp"):
+        return None
+    wanted = set(ports)
+    listeners: dict[int, set[str]] = {port: set() for port in wanted}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines, None)
+            for line in lines:
+                fields = line.split()
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == _TCP_LISTEN and port in wanted:
+                    listeners[port].add(fields[9])
+    owned = set()
+    with contextlib.suppress(OSError):  # an owner that is gone holds nothing
+        for fd in os.listdir(f"/proc/{owner_pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{owner_pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owned.add(target[len("socket:[") : -1])
+    return PortHolding(
+        shared=frozenset(port for port, inodes in listeners.items() if inodes - owned),
+        missing=frozenset(port for port, inodes in listeners.items() if not inodes & owned),
+    )
 
 
 @dataclass

@@ -113,6 +113,20 @@ class Daemon:
         with self._write_lock:
             state.write_json(self.state_dir / state.RUNTIME_FILE, snapshot)
 
+    def _record_held_ports(self) -> None:
+        """The router keeps a chosen port only once its Caddy alone holds it (another platform may have
+        bound the same one at the same moment): record the ports it ended up with."""
+        assert self.runtime is not None
+        self.ports["router_admin"] = self.router.admin_port
+        for name in SEEDED:
+            self.ports[name] = int(self.runtime.service_url(name).rsplit(":", 1)[1])
+        state.write_json(self.state_dir / state.PORTS_FILE, dict(self.ports))
+        self._update(
+            ports=self.ports,
+            router_admin_url=self.router.admin_url,
+            services={name: f"http://127.0.0.1:{self.ports[name]}" for name in SEEDED},
+        )
+
     def phase(self, text: str) -> None:
         print(f"{datetime.now(UTC).isoformat()} {text}", flush=True)
         self._update(phase=text)
@@ -136,6 +150,7 @@ class Daemon:
         )
         for name in SEEDED:
             self.runtime.service_url(name)
+        self._record_held_ports()
         self.phase("starting the control plane")
         from ethixctl.platform.controlplane import serve
 
@@ -215,6 +230,8 @@ class Daemon:
         repaired = []
         if not self.router.alive():
             self.router.start()
+            if self.runtime is not None:
+                self._record_held_ports()
             repaired.append("router")
         if not self.prometheus.alive():
             self.prometheus.start()

@@ -13,6 +13,7 @@ from pathlib import Path
 import mongomock
 import pytest
 
+from ethixctl.procs import free_port
 from services.common.docstore import (
     DocStore,
     DocStoreError,
@@ -139,8 +140,32 @@ def test_invalid_names_are_rejected(store: DocStore) -> None:
         store["ok"].create_unique_index("a'b")
 
 
-def test_ping_answers(store: DocStore) -> None:
-    store.ping()
+def test_ping_returns_none_when_the_store_answers(store: DocStore) -> None:
+    assert store.ping() is None
+
+
+def test_ping_raises_when_the_sqlite_file_is_not_a_database(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.db")
+    store["things"].insert_one({"a": 1})
+    store.close()
+    (tmp_path / "store.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(DocStoreError, match=r"store\.db: file is not a database"):
+        store.ping()
+
+
+def test_ping_raises_when_mongodb_does_not_answer() -> None:
+    """A real pymongo client with nothing listening on its port (no mongomock involved)."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/ethix", serverSelectionTimeoutMS=200
+    )
+    store = MongoStore(client, "ethix")
+    try:
+        with pytest.raises(DocStoreError, match=r"^mongodb: ServerSelectionTimeoutError$"):
+            store.ping()
+    finally:
+        store.close()
 
 
 def test_dump_restore_round_trip_in_mongodump_format(store: DocStore, tmp_path: Path) -> None:
