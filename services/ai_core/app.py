@@ -26,7 +26,7 @@ from services.ai_core.schemas import (
     Starting,
 )
 from services.ai_core.settings import AiCoreSettings
-from services.common import hardening, logs, observability, sentry
+from services.common import hardening, logs, observability, openapi, sentry
 
 
 def create_app(settings: AiCoreSettings | None = None) -> FastAPI:
@@ -50,6 +50,7 @@ def create_app(settings: AiCoreSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="ethix ai_core", version="1", lifespan=lifespan)
     app.state.engine = engine
+    openapi.install(app)
     # Outermost last: access log and request id around CORS and security headers around the metrics.
     observability.install(app, settings)
     hardening.install(app, settings)

@@ -17,7 +17,7 @@ from services.backend.runner import AnalysisRunner
 from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
 from services.backend.throttle import TooManyFailures
-from services.common import hardening, logs, observability, sentry
+from services.common import hardening, logs, observability, openapi, sentry
 from services.common.docstore import DocStore, open_store
 from services.common.storage import open_storage
 
@@ -89,6 +89,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         )
 
     ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
+    openapi.install(app, rate_limited_prefix="/api/")
     # Each install wraps the ones before: metrics count the early 413s and 429s, every answer (injected
     # faults too) gets CORS and security headers, and the access log (outermost) sees the final status.
     observability.install(app, settings)
