@@ -1,21 +1,25 @@
-"""Backend: login throughput against the cost of argon2id itself, and readiness with a hung database.
+"""The backend's password handling, each figure against a baseline measured in the same run.
 
-Login is dominated by one argon2id verification (64 MiB, 3 passes by default). The baseline is the
-same verification done in-process with the same concurrency, measured in alternating 2 s slices so both
-see the same machine load; the ratio shows what HTTP, FastAPI, the thread pool and the SQLite lookup
-cost on top (1.0 would be free).
-
-Readiness while the document store hangs (a real pymongo client on a closed port: it would wait 3 s for
-server selection): the probe must answer within its contract, 500 ms (its own timeout is 0.4 s).
-Baseline: the same probe with the healthy SQLite store, same app, same run.
+1. **Login throughput** against argon2id itself: the baseline is the same verification done in-process
+   with the same concurrency (one client per hashing slot, i.e. per core); the ratio shows what HTTP,
+   FastAPI, the thread pool, the throttle and the SQLite lookups add (1.0 would be free).
+2. **Flood** (issue #15): 16 clients post wrong passwords for one account as fast as they can while
+   another user reads ``/api/v1/users/me``. Its p50 against the same user's idle p50 (goal ≤ 3×).
+   Also counted: how many wrong passwords reached the password check, and how many got 429.
+3. **Unknown email vs wrong password**: median login latency of each (goal: indistinguishable, ≈ 1.0).
+4. **Readiness while the document store hangs** (a real pymongo client on a closed port: it would wait
+   3 s for server selection): the probe must answer within its contract, 500 ms (its own timeout is
+   0.4 s). Baseline: the same probe with the healthy SQLite store, same app, same run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,15 +31,17 @@ from argon2 import PasswordHasher
 
 from ethixctl import procs
 
-CONCURRENCY = 4
-SLICE_S = 2.0
-SLICES = 4
+CONCURRENCY = len(os.sched_getaffinity(0))  # the backend's default hashing slots
+DURATION_S = 8.0
+FLOOD_CLIENTS = 16
+FLOOD_S = 6.0
+PROBES = 200
 READINESS_RUNS = 10
 READINESS_GOAL_MS = 500.0
 
 
-def _calls(work: Callable[[], None], duration: float) -> tuple[int, float]:
-    """Calls of ``work()`` from CONCURRENCY threads for ``duration`` seconds, and the seconds it took."""
+def _rate(work: Callable[[], object], duration: float = DURATION_S) -> float:
+    """Calls per second of ``work()`` from CONCURRENCY threads for ``duration`` seconds."""
     deadline = time.perf_counter() + duration
 
     def loop() -> int:
@@ -48,41 +54,115 @@ def _calls(work: Callable[[], None], duration: float) -> tuple[int, float]:
     started = time.perf_counter()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         total = sum(pool.map(lambda _: loop(), range(CONCURRENCY)))
-    return total, time.perf_counter() - started
+    return total / (time.perf_counter() - started)
+
+
+def _p50_ms(client: httpx.Client, path: str, headers: dict[str, str], count: int = PROBES) -> float:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        client.get(path, headers=headers).raise_for_status()
+        samples.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.01)
+    return statistics.median(samples)
+
+
+def _failed_login_ms(client: httpx.Client, email: str, client_address: str) -> float:
+    headers = {"X-Forwarded-For": client_address}  # a fresh client each time: the throttle stays out
+    started = time.perf_counter()
+    status = client.post(
+        "/api/v1/auth/login", json={"email": email, "password": "wrong-pw!"}, headers=headers
+    )
+    assert status.status_code == 401, status.status_code
+    return (time.perf_counter() - started) * 1000
+
+
+def _unknown_vs_wrong(client: httpx.Client, password: str, rounds: int = 12) -> tuple[float, float]:
+    """Median ms of a wrong password for existing accounts and of unknown emails, interleaved so both
+    see the same machine load; one attempt per account keeps each under the throttle."""
+    known = [f"known{i}@example.invalid" for i in range(rounds)]
+    for email in known:
+        client.post("/api/v1/auth/register", json={"email": email, "password": password}).raise_for_status()
+    wrong, unknown = [], []
+    for i, email in enumerate(known):
+        wrong.append(_failed_login_ms(client, email, f"192.0.2.{i + 1}"))
+        unknown.append(_failed_login_ms(client, f"nobody{i}@example.invalid", f"192.0.2.{i + 101}"))
+    return statistics.median(wrong), statistics.median(unknown)
+
+
+def _flood(service: procs.Service, reader: dict[str, str]) -> dict[str, object]:
+    statuses: list[int] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def attacker(number: int) -> None:
+        headers = {"X-Forwarded-For": f"198.51.100.{number}"}
+        with httpx.Client(base_url=service.url, timeout=30, headers=headers) as client:
+            while not stop.is_set():
+                body = {"email": "victim@example.invalid", "password": secrets.token_hex(8)}
+                status = client.post("/api/v1/auth/login", json=body).status_code
+                with lock:
+                    statuses.append(status)
+
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        idle = _p50_ms(client, "/api/v1/users/me", reader)
+        threads = [threading.Thread(target=attacker, args=(n,)) for n in range(1, FLOOD_CLIENTS + 1)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # the flood is in full swing
+        started = time.perf_counter()
+        flooded = _p50_ms(client, "/api/v1/users/me", reader)
+        while time.perf_counter() - started < FLOOD_S:
+            time.sleep(0.1)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return {
+        "clients": FLOOD_CLIENTS,
+        "users_me_p50_idle_ms": round(idle, 2),
+        "users_me_p50_flooded_ms": round(flooded, 2),
+        "ratio_flooded_vs_idle": round(flooded / idle, 2),
+        "goal_ratio": 3.0,
+        "login_attempts": len(statuses),
+        "reached_password_check_401": statuses.count(401),
+        "refused_429": statuses.count(429),
+    }
 
 
 def run() -> dict[str, object]:
     password = secrets.token_urlsafe(16)
-    hasher = PasswordHasher()  # the backend's defaults: argon2id, 64 MiB, 3 passes
-    stored = hasher.hash(password)
-    totals = {"login": [0, 0.0], "argon2": [0, 0.0]}
     with tempfile.TemporaryDirectory() as tmp:
         service = procs.start_service("services.backend", Path(tmp))
         try:
             credentials = {"email": "bench@example.invalid", "password": password}
             with httpx.Client(base_url=service.url, timeout=30) as client:
                 client.post("/api/v1/auth/register", json=credentials).raise_for_status()
+                token = client.post("/api/v1/auth/login", json=credentials).json()["access_token"]
+                reader = {"Authorization": f"Bearer {token}"}
 
                 def login() -> None:
                     client.post("/api/v1/auth/login", json=credentials).raise_for_status()
 
-                def verify() -> None:
-                    hasher.verify(stored, password)
-
-                for _ in range(SLICES):
-                    for name, work in (("login", login), ("argon2", verify)):
-                        calls, seconds = _calls(work, SLICE_S)
-                        totals[name][0] += calls
-                        totals[name][1] += seconds
+                http_rate = _rate(login)
+                client.post(
+                    "/api/v1/auth/register", json={"email": "victim@example.invalid", "password": password}
+                ).raise_for_status()
+                wrong_ms, unknown_ms = _unknown_vs_wrong(client, password)
+            flood = _flood(service, reader)
         finally:
             service.process.stop()
-    http_rate = totals["login"][0] / totals["login"][1]
-    baseline_rate = totals["argon2"][0] / totals["argon2"][1]
+    hasher = PasswordHasher()  # the backend's defaults: argon2id, 64 MiB, 3 passes
+    stored = hasher.hash(password)
+    baseline_rate = _rate(lambda: hasher.verify(stored, password))
     return {
         "concurrency": CONCURRENCY,
         "login_per_s": round(http_rate, 2),
         "baseline_argon2_verify_per_s": round(baseline_rate, 2),
         "ratio_login_vs_argon2": round(http_rate / baseline_rate, 2),
+        "wrong_password_login_median_ms": round(wrong_ms, 1),
+        "unknown_email_login_median_ms": round(unknown_ms, 1),
+        "ratio_unknown_vs_wrong": round(unknown_ms / wrong_ms, 2),
+        "flood": flood,
         **_readiness_with_hung_database(),
     }
 

@@ -10,11 +10,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.backend import ratelimit
 from services.backend.deps import Backend
 from services.backend.routers import analyses, auth, datasets, health, users
 from services.backend.runner import AnalysisRunner
+from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
-from services.common import observability
+from services.backend.throttle import TooManyFailures
+from services.common import hardening, logs, observability, openapi, sentry
 from services.common.docstore import DocStore, open_store
 from services.common.storage import open_storage
 
@@ -31,6 +34,7 @@ def prepare_store(store: DocStore) -> None:
 
 def create_app(settings: BackendSettings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    sentry.init(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +45,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             runner = AnalysisRunner(settings, store, storage)
             await run_in_threadpool(runner.reap_orphans)
             app.state.backend = Backend(settings, store, storage, runner)
+            if settings.rate_limit_enabled:
+                app.state.rate_limits = await run_in_threadpool(ratelimit.RateLimits, settings, store)
             reaper = asyncio.create_task(runner.reap_forever())
             try:
                 yield
@@ -80,6 +86,23 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             return JSONResponse({"detail": detail}, status_code=413)
         return await call_next(request)
 
-    # Installed last, so its middleware is outermost and also counts the early 413s.
+    @app.exception_handler(HashingBusy)
+    async def hashing_busy(request: Request, exc: HashingBusy) -> JSONResponse:
+        detail = "too many password checks at once; retry shortly"
+        return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "1"})
+
+    @app.exception_handler(TooManyFailures)
+    async def too_many_failures(request: Request, exc: TooManyFailures) -> JSONResponse:
+        detail = "too many failed logins; retry later"
+        return JSONResponse(
+            {"detail": detail}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
+    openapi.install(app, rate_limited_prefix="/api/")
+    # Each install wraps the ones before: metrics count the early 413s and 429s, every answer (injected
+    # faults too) gets CORS and security headers, and the access log (outermost) sees the final status.
     observability.install(app, settings)
+    hardening.install(app, settings)
+    logs.install(app, settings)
     return app

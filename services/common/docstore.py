@@ -9,6 +9,11 @@ The SQLite backend is safe for several processes (several revisions) at once: WA
 timeout, and every read-modify-write in a ``BEGIN IMMEDIATE`` transaction, so concurrent ``$inc`` lose
 nothing. Unique indexes are real SQLite unique indexes on ``json_extract`` expressions.
 
+Besides collections, a store holds **expiring counters** (:meth:`DocStore.counters`): rate limits and
+failed-login throttling keep them there, so every process and revision sees the same counts. On MongoDB a
+counter is a document with an ``expire_at`` date under a TTL index; on SQLite a row whose expired values
+read as absent and are purged by later writes. Counters are short-lived state: snapshots leave them out.
+
 Snapshots (:func:`dump` / :func:`restore`) use the mongodump directory format, so they interoperate with
 ``mongodump``/``mongorestore``.
 """
@@ -19,9 +24,12 @@ import json
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -85,11 +93,48 @@ class Collection(ABC):
         """Fields with a unique index (besides ``_id``)."""
 
 
+@dataclass(frozen=True)
+class Counter:
+    value: int
+    expires_at: float  # epoch seconds
+    updated_at: float  # epoch seconds of the last increment
+
+
+class Counters(ABC):
+    """Integer counters that expire, keyed by string, shared by every process on the same store."""
+
+    @abstractmethod
+    def incr(self, key: str, amount: int, ttl_seconds: float, *, extend: bool = False) -> Counter:
+        """Add ``amount`` atomically. An absent or expired counter starts at ``amount`` and expires
+        ``ttl_seconds`` from now; ``extend`` also pushes a live counter's expiry that far."""
+
+    @abstractmethod
+    def get(self, key: str) -> Counter | None:
+        """The live counter, or None when absent or expired."""
+
+    @abstractmethod
+    def clear(self, key: str) -> None: ...
+
+    @abstractmethod
+    def clear_all(self) -> int:
+        """Remove every counter; returns how many there were."""
+
+
+def _check_ttl(amount: int, ttl_seconds: float) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise DocStoreError("counter increments must be integers")
+    if ttl_seconds <= 0:
+        raise DocStoreError("counter ttl must be positive")
+
+
 class DocStore(ABC):
     db_name: str
 
     @abstractmethod
     def collection(self, name: str) -> Collection: ...
+
+    @abstractmethod
+    def counters(self, name: str) -> Counters: ...
 
     @abstractmethod
     def collection_names(self) -> list[str]: ...
@@ -304,6 +349,72 @@ class SqliteCollection(Collection):
         return sorted(fields)
 
 
+class SqliteCounters(Counters):
+    # How often one process sweeps expired rows; reads ignore them meanwhile.
+    PURGE_INTERVAL_SECONDS = 60.0
+
+    def __init__(self, store: SqliteStore, name: str):
+        self.store = store
+        self.name = _check_name(name)
+        self.table = f'"k_{name}"'
+        self._next_purge = 0.0
+
+    def _ensure(self, conn: sqlite3.Connection) -> None:
+        if f"counters:{self.name}" not in self.store._known_tables:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} "
+                "(key TEXT PRIMARY KEY, value INTEGER NOT NULL,"
+                " expires_at REAL NOT NULL, updated_at REAL NOT NULL)"
+            )
+            self.store._known_tables.add(f"counters:{self.name}")
+
+    def incr(self, key: str, amount: int, ttl_seconds: float, *, extend: bool = False) -> Counter:
+        _check_ttl(amount, ttl_seconds)
+        now = time.time()
+        with self.store._write() as conn:
+            self._ensure(conn)
+            if now >= self._next_purge:
+                conn.execute(f"DELETE FROM {self.table} WHERE expires_at <= ?", (now,))
+                self._next_purge = now + self.PURGE_INTERVAL_SECONDS
+            row = conn.execute(
+                f"INSERT INTO {self.table} (key, value, expires_at, updated_at) "
+                "VALUES (:key, :amount, :expiry, :now) "
+                "ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN expires_at <= :now THEN :amount ELSE value + :amount END, "
+                "expires_at = CASE WHEN expires_at <= :now THEN :expiry "
+                "WHEN :extend THEN max(expires_at, :expiry) ELSE expires_at END, "
+                "updated_at = :now "
+                "RETURNING value, expires_at, updated_at",
+                {
+                    "key": key,
+                    "amount": amount,
+                    "now": now,
+                    "expiry": now + ttl_seconds,
+                    "extend": int(extend),
+                },
+            ).fetchone()
+        return Counter(int(row[0]), float(row[1]), float(row[2]))
+
+    def get(self, key: str) -> Counter | None:
+        conn = self.store._conn()
+        self._ensure(conn)
+        row = conn.execute(
+            f"SELECT value, expires_at, updated_at FROM {self.table} WHERE key = ? AND expires_at > ?",
+            (key, time.time()),
+        ).fetchone()
+        return Counter(int(row[0]), float(row[1]), float(row[2])) if row else None
+
+    def clear(self, key: str) -> None:
+        with self.store._write() as conn:
+            self._ensure(conn)
+            conn.execute(f"DELETE FROM {self.table} WHERE key = ?", (key,))
+
+    def clear_all(self) -> int:
+        with self.store._write() as conn:
+            self._ensure(conn)
+            return conn.execute(f"DELETE FROM {self.table}").rowcount
+
+
 class _WriteTx:
     """``BEGIN IMMEDIATE`` … ``COMMIT``: takes the write lock up front so read-modify-write is atomic."""
 
@@ -326,6 +437,7 @@ class SqliteStore(DocStore):
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._known_tables: set[str] = set()
+        self._counters: dict[str, SqliteCounters] = {}
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._conn()
@@ -348,6 +460,10 @@ class SqliteStore(DocStore):
 
     def collection(self, name: str) -> SqliteCollection:
         return SqliteCollection(self, name)
+
+    def counters(self, name: str) -> SqliteCounters:
+        with self._lock:
+            return self._counters.setdefault(name, SqliteCounters(self, name))
 
     def collection_names(self) -> list[str]:
         rows = self._conn().execute(
@@ -438,6 +554,73 @@ class MongoCollection(Collection):
         )
 
 
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _epoch(value: datetime) -> float:
+    # pymongo returns naive datetimes in UTC unless the client is tz_aware.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+class MongoCounters(Counters):
+    """One document per key; a TTL index on ``expire_at`` lets the server delete expired ones."""
+
+    _ATTEMPTS = 5
+
+    def __init__(self, raw: Any, name: str):
+        self.raw = raw
+        self.name = name
+        raw.create_index([("expire_at", 1)], expireAfterSeconds=0, name="expire_at_ttl")
+
+    @staticmethod
+    def _counter(doc: Mapping[str, Any]) -> Counter:
+        return Counter(int(doc["value"]), _epoch(doc["expire_at"]), float(doc["updated_at"]))
+
+    def incr(self, key: str, amount: int, ttl_seconds: float, *, extend: bool = False) -> Counter:
+        from pymongo import ReturnDocument
+        from pymongo.errors import DuplicateKeyError as MongoDuplicate
+
+        _check_ttl(amount, ttl_seconds)
+        # Each step is one atomic server-side update; a lost race (the counter expired or appeared in
+        # between) falls through to the next step, and an insert that loses to another one retries.
+        for _ in range(self._ATTEMPTS):
+            now = time.time()
+            expiry = _utc(now + ttl_seconds)
+            update: dict[str, Any] = {"$inc": {"value": amount}, "$set": {"updated_at": now}}
+            if extend:
+                update["$max"] = {"expire_at": expiry}
+            live = self.raw.find_one_and_update(
+                {"_id": key, "expire_at": {"$gt": _utc(now)}}, update, return_document=ReturnDocument.AFTER
+            )
+            if live is not None:
+                return self._counter(live)
+            fresh = {"value": amount, "expire_at": expiry, "updated_at": now}
+            renewed = self.raw.find_one_and_update(
+                {"_id": key, "expire_at": {"$lte": _utc(now)}},
+                {"$set": fresh},
+                return_document=ReturnDocument.AFTER,
+            )
+            if renewed is not None:
+                return self._counter(renewed)
+            try:
+                self.raw.insert_one({"_id": key, **fresh})
+            except MongoDuplicate:
+                continue
+            return Counter(amount, now + ttl_seconds, now)
+        raise DocStoreError(f"counter {self.name}: too much contention on one key")
+
+    def get(self, key: str) -> Counter | None:
+        doc = self.raw.find_one({"_id": key, "expire_at": {"$gt": _utc(time.time())}})
+        return self._counter(doc) if doc else None
+
+    def clear(self, key: str) -> None:
+        self.raw.delete_one({"_id": key})
+
+    def clear_all(self) -> int:
+        return int(self.raw.delete_many({}).deleted_count)
+
+
 class MongoStore(DocStore):
     """MongoDB through pymongo. ``client`` may be any pymongo-compatible client (tests pass mongomock's)."""
 
@@ -445,12 +628,21 @@ class MongoStore(DocStore):
         self.client = client
         self.db_name = db_name
         self.db = client[db_name]
+        self._counters: dict[str, MongoCounters] = {}
+        self._lock = threading.Lock()
 
     def collection(self, name: str) -> MongoCollection:
         return MongoCollection(self.db[_check_name(name)], name)
 
+    def counters(self, name: str) -> MongoCounters:
+        # Cached: creating one makes sure of its TTL index, a round trip worth doing once per process.
+        with self._lock:
+            if name not in self._counters:
+                self._counters[name] = MongoCounters(self.db[f"counters_{_check_name(name)}"], name)
+            return self._counters[name]
+
     def collection_names(self) -> list[str]:
-        return sorted(self.db.list_collection_names())
+        return sorted(n for n in self.db.list_collection_names() if not n.startswith("counters_"))
 
     def ping(self) -> None:
         from pymongo.errors import PyMongoError

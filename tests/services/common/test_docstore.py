@@ -7,6 +7,7 @@ parameter ids say so. The SQLite backend runs on a real SQLite file in WAL mode.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,4 +271,65 @@ def test_sqlite_two_processes_concurrent_inc_lose_no_update_and_unique_email_hol
         assert racer.exitcode == 0
     assert results.get(timeout=5) + results.get(timeout=5) == len(emails)
     assert store["users"].count({}) == len(emails)
+    store.close()
+
+
+def test_counters_count_expire_extend_and_clear(store: DocStore) -> None:
+    counters = store.counters("hits")
+    first = counters.incr("a", 1, ttl_seconds=0.5)
+    assert first.value == 1 and 0.3 < first.expires_at - time.time() <= 0.5
+    assert counters.incr("a", 2, ttl_seconds=0.5).value == 3
+    fixed = counters.incr("a", 1, ttl_seconds=60)
+    assert fixed.value == 4 and fixed.expires_at == pytest.approx(first.expires_at, abs=0.01)
+    assert counters.get("b") is None and counters.incr("b", 1, ttl_seconds=60).value == 1
+    time.sleep(0.6)
+    assert counters.get("a") is None  # expired, whether or not anything deleted it yet
+    restarted = counters.incr("a", 1, ttl_seconds=0.5)
+    assert restarted.value == 1 and restarted.expires_at > first.expires_at
+    extended = counters.incr("a", 1, ttl_seconds=60, extend=True)
+    assert extended.value == 2 and extended.expires_at - time.time() > 59
+    assert counters.get("a") == extended
+    counters.clear("a")
+    assert counters.get("a") is None and counters.get("b") is not None
+    assert counters.clear_all() == 1 and counters.get("b") is None
+
+
+def test_counters_are_left_out_of_collections_and_snapshots(store: DocStore, tmp_path: Path) -> None:
+    store.counters("login_failures").incr("k", 1, ttl_seconds=60)
+    store["users"].insert_one({"_id": "u1"})
+    assert store.collection_names() == ["users"]
+    assert dump(store, tmp_path / "dump") == {"users": 1}
+    with pytest.raises(DocStoreError, match="invalid collection name"):
+        store.counters("bad name")
+    with pytest.raises(DocStoreError, match="ttl must be positive"):
+        store.counters("x").incr("k", 1, ttl_seconds=0)
+
+
+def test_mongodb_counters_have_a_ttl_index_mongomock() -> None:
+    store = MongoStore(mongomock.MongoClient(), "ethix")
+    store.counters("login_failures").incr("k", 1, ttl_seconds=60)
+    indexes = store.db["counters_login_failures"].index_information()
+    assert indexes["expire_at_ttl"]["expireAfterSeconds"] == 0
+    assert indexes["expire_at_ttl"]["key"] == [("expire_at", 1)]
+
+
+def _count_up(path: str, count: int) -> None:
+    store = SqliteStore(path)
+    for _ in range(count):
+        store.counters("hits").incr("shared", 1, ttl_seconds=600)
+    store.close()
+
+
+def test_sqlite_counters_lose_no_increment_between_two_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_count_up, args=(path, 150)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    store = SqliteStore(path)
+    counter = store.counters("hits").get("shared")
+    assert counter is not None and counter.value == 300
     store.close()
