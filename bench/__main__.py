@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [NAME ...]`` (names: cli, ai_core, platform, release, smoke).
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (``python -m bench --help`` lists the names).
 
 Every benchmark measures its own baseline in the same run (the machines are shared and noisy) and
 reports ratios against it, or labels a figure absolute. The results are printed as JSON and merged into

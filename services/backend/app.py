@@ -18,7 +18,7 @@ from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
 from services.backend.throttle import TooManyFailures
 from services.common import hardening, logs, observability, openapi, sentry
-from services.common.docstore import DocStore, open_store
+from services.common.docstore import DocStore, Index, ensure_indexes, open_store
 from services.common.storage import open_storage
 
 # Room for the multipart boundaries and part headers around the file itself.
@@ -28,8 +28,20 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
+# Every index the backend's queries need, declared once; created at startup on SQLite and MongoDB alike,
+# and listed by the store, so snapshots carry them. Keep in step with the queries:
+#   users: login finds by email; datasets: one owner's list in created_at order, paged by (created_at, _id),
+#   and the account deletion by owner; analyses: the account deletion by owner, and the runner's
+#   recovery query by status.
+INDEXES: dict[str, list[Index]] = {
+    "users": [Index.on("email", unique=True)],
+    "datasets": [Index.on("owner_id", "created_at", "_id")],
+    "analyses": [Index.on("owner_id"), Index.on("status")],
+}
+
+
 def prepare_store(store: DocStore) -> None:
-    store["users"].create_unique_index("email")
+    ensure_indexes(store, INDEXES)
 
 
 def create_app(settings: BackendSettings | None = None) -> FastAPI:

@@ -1,13 +1,16 @@
 """A small document-store layer: MongoDB (pymongo) in production, SQLite in WAL mode as the embedded default.
 
 Only the operations the services need exist, with MongoDB semantics, so the same code runs on both:
-``insert_one``, ``find_one``, ``find(filter, sort, limit)``, ``update_one`` with ``$set``/``$inc``,
-``delete_one``/``delete_many``, ``count`` and ``create_unique_index``. Filters are equality matches on
-(dotted) fields, plus ``{"field": {"$in": [...]}}``. Documents are JSON values; ``_id`` is a string.
+``insert_one``/``insert_many``, ``find_one``, ``find(filter, sort, limit, after)`` (``after``: keyset
+pagination), ``update_one`` with ``$set``/``$inc``, ``delete_one``/``delete_many``, ``count``, and
+indexes: ``create_index(Index)`` / ``indexes()`` (``ensure_indexes`` creates a declared set at startup).
+Filters are equality matches on (dotted) fields, plus ``{"field": {"$in": [...]}}``. Documents are JSON
+values; ``_id`` is a string.
 
 The SQLite backend is safe for several processes (several revisions) at once: WAL journal, a busy
 timeout, and every read-modify-write in a ``BEGIN IMMEDIATE`` transaction, so concurrent ``$inc`` lose
-nothing. Unique indexes are real SQLite unique indexes on ``json_extract`` expressions.
+nothing. Indexes are real SQLite (unique) indexes on the very ``json_extract`` expressions the queries
+use, so the planner picks them (``EXPLAIN QUERY PLAN`` shows it); on MongoDB they are ``create_index``.
 
 Besides collections, a store holds **expiring counters** (:meth:`DocStore.counters`): rate limits and
 failed-login throttling keep them there, so every process and revision sees the same counts. On MongoDB a
@@ -27,7 +30,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +61,44 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Index:
+    """A (compound) index: ``keys`` is ``((field, 1 | -1), ...)``, in MongoDB's order and meaning."""
+
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise DocStoreError("an index needs at least one key")
+        for field, direction in self.keys:
+            _check_field(field)
+            if direction not in (1, -1):
+                raise DocStoreError(f"index direction for {field!r} must be 1 or -1, not {direction!r}")
+
+    @classmethod
+    def on(cls, *fields: str, unique: bool = False) -> Index:
+        """Ascending on each field: ``Index.on("owner_id", "created_at", "_id")``."""
+        return cls(tuple((field, 1) for field in fields), unique)
+
+    @property
+    def name(self) -> str:
+        """MongoDB's default index name (``owner_id_1_created_at_1``)."""
+        return "_".join(f"{field}_{direction}" for field, direction in self.keys)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(field for field, _ in self.keys)
+
+
+def ensure_indexes(store: DocStore, declared: Mapping[str, Iterable[Index]]) -> None:
+    """Create every declared index that is missing (idempotent; run at each startup)."""
+    for collection, indexes in declared.items():
+        coll = store.collection(collection)
+        for index in indexes:
+            coll.create_index(index)
+
+
 class Collection(ABC):
     name: str
 
@@ -65,12 +106,23 @@ class Collection(ABC):
     def insert_one(self, doc: Document) -> str:
         """Insert a copy of ``doc`` (an ``_id`` is generated when missing); returns the ``_id``."""
 
+    def insert_many(self, docs: Iterable[Document]) -> int:
+        """Insert copies of ``docs``; returns how many. The SQLite backend does it in one transaction."""
+        return sum(1 for doc in docs if self.insert_one(doc))
+
     @abstractmethod
     def find_one(self, filter: Filter) -> Document | None: ...
 
     @abstractmethod
-    def find(self, filter: Filter, sort: Sort = (), limit: int = 0) -> list[Document]:
-        """Matching documents; ``sort`` is ``[(field, 1 | -1), ...]``; ``limit`` 0 means all."""
+    def find(
+        self, filter: Filter, sort: Sort = (), limit: int = 0, after: Sequence[Any] | None = None
+    ) -> list[Document]:
+        """Matching documents; ``sort`` is ``[(field, 1 | -1), ...]``; ``limit`` 0 means all.
+
+        ``after`` (keyset pagination) holds the ``sort`` fields' values of the last document already
+        seen: only documents strictly after it in ``sort`` order come back. Every sort key must go the
+        same direction, and the last should be unique (``_id``) so no two documents tie.
+        """
 
     @abstractmethod
     def update_one(self, filter: Filter, update: Mapping[str, Mapping[str, Any]]) -> int:
@@ -86,11 +138,20 @@ class Collection(ABC):
     def count(self, filter: Filter) -> int: ...
 
     @abstractmethod
-    def create_unique_index(self, field: str) -> None: ...
+    def create_index(self, index: Index) -> None:
+        """Create ``index`` unless it exists; :class:`DuplicateKeyError` when unique and existing documents
+        already break it."""
 
     @abstractmethod
+    def indexes(self) -> list[Index]:
+        """Every index besides the one on ``_id``, sorted by name."""
+
+    def create_unique_index(self, field: str) -> None:
+        self.create_index(Index.on(field, unique=True))
+
     def unique_indexes(self) -> list[str]:
-        """Fields with a unique index (besides ``_id``)."""
+        """Fields with a single-field unique index (besides ``_id``)."""
+        return sorted(index.fields[0] for index in self.indexes() if index.unique and len(index.keys) == 1)
 
 
 @dataclass(frozen=True)
@@ -181,6 +242,34 @@ def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{part}"' for part in _check_field(field).split("."))
 
 
+def _expr(field: str) -> str:
+    """The SQL for a field; filters, sorts and indexes use this same text, so indexes match queries."""
+    return "id" if field == "_id" else f"json_extract(doc, '{_json_path(field)}')"
+
+
+_INDEX_COLUMN = re.compile(
+    r"""(?:json_extract\(doc, '\$\.((?:"[A-Za-z0-9_]+"\.?)+)'\)|\bid\b)( ASC| DESC)?"""
+)
+
+
+def _after(sort: Sort, after: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The keyset condition "strictly after ``after`` in ``sort`` order".
+
+    The row-value comparison is exact, but SQLite does not use it to seek an expression index; the
+    redundant bound on the first key does, so a page starts at the cursor instead of scanning past
+    the pages before it.
+    """
+    directions = {direction < 0 for _, direction in sort}
+    if not sort or len(after) != len(sort) or len(directions) != 1:
+        raise DocStoreError("'after' needs one value per sort key, and every sort key in one direction")
+    descending = directions.pop()
+    columns = ", ".join(_expr(field) for field, _ in sort)
+    marks = ", ".join("?" for _ in sort)
+    values = [_sql_value(v) for v in after]
+    seek = f"{_expr(sort[0][0])} {'<=' if descending else '>='} ?"
+    return f"{seek} AND ({columns}) {'<' if descending else '>'} ({marks})", [values[0], *values]
+
+
 def _sql_value(value: Any) -> Any:
     # json_extract yields 1/0 for JSON booleans and TEXT for strings; bind the same representation.
     if isinstance(value, bool):
@@ -194,7 +283,7 @@ def _where(filter: Filter) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     for field, cond in filter.items():
-        expr = "id" if field == "_id" else f"json_extract(doc, '{_json_path(field)}')"
+        expr = _expr(field)
         if isinstance(cond, Mapping):
             if set(cond) != {"$in"} or not isinstance(cond["$in"], list | tuple):
                 raise DocStoreError(f"unsupported condition on {field!r}: only equality and $in")
@@ -260,12 +349,27 @@ class SqliteCollection(Collection):
         found = self.find(filter, limit=1)
         return found[0] if found else None
 
-    def find(self, filter: Filter, sort: Sort = (), limit: int = 0) -> list[Document]:
-        where, params = _where(filter)
-        order = ", ".join(
-            f"{'id' if f == '_id' else f'json_extract(doc, {_json_path(f)!r})'} {'DESC' if d < 0 else 'ASC'}"
-            for f, d in sort
-        )
+    def insert_many(self, docs: Iterable[Document]) -> int:
+        rows = []
+        for doc in docs:
+            stored = dict(doc)
+            stored.setdefault("_id", new_id())
+            if not isinstance(stored["_id"], str):
+                raise DocStoreError("_id must be a string")
+            rows.append((stored["_id"], json.dumps(stored)))
+        with self.store._write() as conn:
+            self._ensure(conn)
+            try:
+                conn.executemany(f"INSERT INTO {self.table} (id, doc) VALUES (?, ?)", rows)
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKeyError(f"duplicate key in {self.name}: {exc}") from None
+        return len(rows)
+
+    def find(
+        self, filter: Filter, sort: Sort = (), limit: int = 0, after: Sequence[Any] | None = None
+    ) -> list[Document]:
+        where, params = self.query(filter, sort, after)
+        order = ", ".join(f"{_expr(f)} {'DESC' if d < 0 else 'ASC'}" for f, d in sort)
         sql = f"SELECT doc FROM {self.table} WHERE {where}"
         if order:
             sql += f" ORDER BY {order}"
@@ -274,6 +378,27 @@ class SqliteCollection(Collection):
         conn = self.store._conn()
         self._ensure(conn)
         return [json.loads(row[0]) for row in conn.execute(sql, params)]
+
+    @staticmethod
+    def query(filter: Filter, sort: Sort = (), after: Sequence[Any] | None = None) -> tuple[str, list[Any]]:
+        """The WHERE clause and its parameters for ``find``."""
+        where, params = _where(filter)
+        if after is not None:
+            keyset, values = _after(sort, after)
+            where, params = f"{where} AND {keyset}", [*params, *values]
+        return where, params
+
+    def explain(
+        self, filter: Filter, sort: Sort = (), limit: int = 0, after: Sequence[Any] | None = None
+    ) -> list[str]:
+        """SQLite's ``EXPLAIN QUERY PLAN`` of ``find``: one line per step (shows which index it uses)."""
+        where, params = self.query(filter, sort, after)
+        order = ", ".join(f"{_expr(f)} {'DESC' if d < 0 else 'ASC'}" for f, d in sort)
+        sql = f"SELECT doc FROM {self.table} WHERE {where}" + (f" ORDER BY {order}" if order else "")
+        sql += f" LIMIT {int(limit)}" if limit else ""
+        conn = self.store._conn()
+        self._ensure(conn)
+        return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     def update_one(self, filter: Filter, update: Mapping[str, Mapping[str, Any]]) -> int:
         _check_update(update)
@@ -321,32 +446,46 @@ class SqliteCollection(Collection):
         self._ensure(conn)
         return int(conn.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {where}", params).fetchone()[0])
 
-    def create_unique_index(self, field: str) -> None:
-        index = f'"ux_{self.name}_{_check_field(field).replace(".", "_")}"'
+    def _index_name(self, index: Index) -> str:
+        if index.unique and len(index.keys) == 1:
+            # The name unique indexes have always had here, so existing databases keep theirs.
+            return f'"ux_{self.name}_{index.fields[0].replace(".", "_")}"'
+        return f'"{"ux" if index.unique else "ix"}_{self.name}_{index.name.replace(".", "_")}"'
+
+    def create_index(self, index: Index) -> None:
+        columns = ", ".join(f"{_expr(field)} {'DESC' if d < 0 else 'ASC'}" for field, d in index.keys)
+        unique = "UNIQUE " if index.unique else ""
         with self.store._write() as conn:
             self._ensure(conn)
             try:
-                conn.execute(
-                    f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} "
-                    f"(json_extract(doc, '{_json_path(field)}'))"
-                )
+                name = self._index_name(index)
+                conn.execute(f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {self.table} ({columns})")
             except sqlite3.IntegrityError as exc:
                 raise DuplicateKeyError(
-                    f"existing documents in {self.name} break unique {field}: {exc}"
+                    f"existing documents in {self.name} break unique {index.name}: {exc}"
                 ) from None
 
-    def unique_indexes(self) -> list[str]:
+    def indexes(self) -> list[Index]:
         conn = self.store._conn()
-        prefix = f"ux_{self.name}_"
         rows = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (f"c_{self.name}",)
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (f"c_{self.name}",),
         ).fetchall()
-        fields = []
-        for name, sql in rows:
-            match = re.search(r"json_extract\(doc, '\$\.(.+?)'\)", sql or "")
-            if name.startswith(prefix) and match:
-                fields.append(match.group(1).replace('"', ""))
-        return sorted(fields)
+        found = []
+        for (sql,) in rows:
+            columns = sql[sql.index("(", sql.index(" ON ")) + 1 : sql.rindex(")")]
+            keys = tuple(
+                (
+                    "_id" if path is None or not path else path.replace('"', ""),
+                    -1 if direction == " DESC" else 1,
+                )
+                for path, direction in (
+                    (match.group(1), match.group(2)) for match in _INDEX_COLUMN.finditer(columns)
+                )
+            )
+            if keys:
+                found.append(Index(keys, unique=sql.upper().startswith("CREATE UNIQUE")))
+        return sorted(found, key=lambda index: index.name)
 
 
 class SqliteCounters(Counters):
@@ -511,8 +650,25 @@ class MongoCollection(Collection):
         found: Document | None = self.raw.find_one(dict(filter))
         return found
 
-    def find(self, filter: Filter, sort: Sort = (), limit: int = 0) -> list[Document]:
-        cursor = self.raw.find(dict(filter))
+    def insert_many(self, docs: Iterable[Document]) -> int:
+        from pymongo.errors import BulkWriteError
+
+        stored = [{**doc, "_id": doc.get("_id") or new_id()} for doc in docs]
+        if not stored:
+            return 0
+        try:
+            self.raw.insert_many(stored)
+        except BulkWriteError as exc:
+            raise self._dup(exc) from None
+        return len(stored)
+
+    def find(
+        self, filter: Filter, sort: Sort = (), limit: int = 0, after: Sequence[Any] | None = None
+    ) -> list[Document]:
+        query = dict(filter)
+        if after is not None:
+            query = {"$and": [query, _mongo_after(sort, after)]}
+        cursor = self.raw.find(query)
         if sort:
             cursor = cursor.sort([(f, 1 if d >= 0 else -1) for f, d in sort])
         if limit:
@@ -539,19 +695,37 @@ class MongoCollection(Collection):
     def count(self, filter: Filter) -> int:
         return int(self.raw.count_documents(dict(filter)))
 
-    def create_unique_index(self, field: str) -> None:
+    def create_index(self, index: Index) -> None:
         from pymongo.errors import DuplicateKeyError as MongoDuplicate
 
         try:
-            self.raw.create_index([(_check_field(field), 1)], unique=True, name=f"{field}_1")
+            self.raw.create_index(list(index.keys), unique=index.unique, name=index.name)
         except MongoDuplicate as exc:
             raise self._dup(exc) from None
 
-    def unique_indexes(self) -> list[str]:
-        info = self.raw.index_information()
-        return sorted(
-            spec["key"][0][0] for spec in info.values() if spec.get("unique") and len(spec["key"]) == 1
-        )
+    def indexes(self) -> list[Index]:
+        found = [
+            Index(
+                tuple((field, int(direction)) for field, direction in spec["key"]), bool(spec.get("unique"))
+            )
+            for name, spec in self.raw.index_information().items()
+            if name != "_id_"
+        ]
+        return sorted(found, key=lambda index: index.name)
+
+
+def _mongo_after(sort: Sort, after: Sequence[Any]) -> dict[str, Any]:
+    """``(k1, k2, ...) > (v1, v2, ...)`` spelled out for MongoDB: k1 > v1, or k1 = v1 and k2 > v2, ..."""
+    directions = {direction < 0 for _, direction in sort}
+    if not sort or len(after) != len(sort) or len(directions) != 1:
+        raise DocStoreError("'after' needs one value per sort key, and every sort key in one direction")
+    op = "$lt" if directions.pop() else "$gt"
+    fields = [field for field, _ in sort]
+    return {
+        "$or": [
+            {**{fields[j]: after[j] for j in range(i)}, fields[i]: {op: after[i]}} for i in range(len(fields))
+        ]
+    }
 
 
 def _utc(epoch: float) -> datetime:
@@ -693,8 +867,13 @@ def dump(store: DocStore, directory: str | Path) -> dict[str, int]:
                 out.write(bson.encode(doc))
         indexes: list[dict[str, Any]] = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
         indexes += [
-            {"v": 2, "key": {field: 1}, "name": f"{field}_1", "unique": True}
-            for field in coll.unique_indexes()
+            {
+                "v": 2,
+                "key": dict(index.keys),
+                "name": index.name,
+                **({"unique": True} if index.unique else {}),
+            }
+            for index in coll.indexes()
         ]
         metadata = {"indexes": indexes, "uuid": "", "collectionName": name, "type": "collection"}
         (target / f"{name}.metadata.json").write_text(json.dumps(metadata))
@@ -716,13 +895,21 @@ def restore(store: DocStore, directory: str | Path, *, drop: bool = True) -> dic
         if drop:
             coll.delete_many({})
         docs = bson.decode_all(bson_path.read_bytes())
-        for doc in docs:
-            coll.insert_one(doc)
+        coll.insert_many(docs)
         meta_path = source / f"{name}.metadata.json"
         if meta_path.exists():
-            for index in json.loads(meta_path.read_text()).get("indexes", []):
-                keys = list(index.get("key", {}))
-                if index.get("unique") and len(keys) == 1 and keys[0] != "_id":
-                    coll.create_unique_index(keys[0])
+            for spec in json.loads(meta_path.read_text()).get("indexes", []):
+                keys = tuple((field, _direction(spec, d)) for field, d in spec.get("key", {}).items())
+                if keys and keys != (("_id", 1),):
+                    coll.create_index(Index(keys, unique=bool(spec.get("unique"))))
         counts[name] = len(docs)
     return counts
+
+
+def _direction(spec: Mapping[str, Any], direction: Any) -> int:
+    if direction in (1, -1):
+        return int(direction)
+    raise DocStoreError(
+        f"index {spec.get('name')!r}: only ascending (1) and descending (-1) keys can be restored,"
+        f" not {direction!r}"
+    )
