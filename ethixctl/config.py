@@ -10,6 +10,11 @@ endpoints come from the running platform's ``platform.json``. Example ``ethixctl
     project = "ethix-staging"
     region = "europe-west1"
     prometheus_url = "https://prometheus.staging.example.com"
+    prometheus_auth = "bearer"                 # none | google | bearer | basic
+    prometheus_secret = "prometheus-token:current"   # Secret Manager secret[:version or alias]
+
+``prometheus_url = "managed"`` means Google Cloud Managed Service for Prometheus in ``project``, read
+with application-default credentials (``prometheus_auth`` defaults to ``google`` there).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ethixctl.adapters.prometheus import AUTH_KINDS, AuthKind, managed_url
 from ethixctl.errors import PlatformUnavailable, PlaybookError, UsageError
 from ethixctl.platform import state
 
@@ -32,6 +38,8 @@ _FIELDS = {
     "run_endpoint",
     "secrets_endpoint",
     "prometheus_url",
+    "prometheus_auth",
+    "prometheus_secret",
     "state_dir",
     "slack_webhook",
 }
@@ -48,6 +56,9 @@ class Environment:
     prometheus_url: str
     state_dir: Path
     slack_webhook: str | None = field(default=None, repr=False)
+    prometheus_auth: AuthKind = "none"
+    # The Secret Manager secret (``name`` or ``name:version``) holding the bearer token or user:password.
+    prometheus_secret: str | None = None
 
     def __repr__(self) -> str:
         webhook = "'***'" if self.slack_webhook else "None"
@@ -55,7 +66,8 @@ class Environment:
             f"Environment(name={self.name!r}, kind={self.kind!r}, project={self.project!r}, "
             f"region={self.region!r}, run_endpoint={self.run_endpoint!r}, "
             f"secrets_endpoint={self.secrets_endpoint!r}, prometheus_url={self.prometheus_url!r}, "
-            f"state_dir={str(self.state_dir)!r}, slack_webhook={webhook})"
+            f"state_dir={str(self.state_dir)!r}, slack_webhook={webhook}, "
+            f"prometheus_auth={self.prometheus_auth!r}, prometheus_secret={self.prometheus_secret!r})"
         )
 
 
@@ -119,6 +131,17 @@ def _read_config(config_path: Path | None) -> _ConfigFile | None:
             for required in ("project", "region", "prometheus_url"):
                 if not table.get(required):
                     raise config.error(section, None, f'{required}: required for kind = "cloudrun"')
+        auth = table.get("prometheus_auth", "none")
+        if auth not in AUTH_KINDS:
+            raise config.error(
+                section, "prometheus_auth", f"must be one of {', '.join(AUTH_KINDS)}, got {auth!r}"
+            )
+        if auth in ("bearer", "basic") and not table.get("prometheus_secret"):
+            raise config.error(
+                section, "prometheus_secret", f'required for prometheus_auth = "{auth}" (a secret id)'
+            )
+        if table.get("prometheus_url") == "managed" and kind != "cloudrun":
+            raise config.error(section, "prometheus_url", '"managed" needs kind = "cloudrun" and its project')
     default_env = data.get("default_env")
     if default_env is not None and not isinstance(default_env, str):
         raise config.error(None, "default_env", "must be a string")
@@ -157,6 +180,8 @@ def load_environment(
     webhook = os.environ.get("ETHIXCTL_SLACK_WEBHOOK") or table.get("slack_webhook")
     directory = local_state_dir(state_dir, table)
     if kind == "cloudrun":
+        prometheus_url = prometheus_override or table["prometheus_url"]
+        managed = prometheus_url == "managed"
         return Environment(
             name=chosen,
             kind=kind,
@@ -164,9 +189,11 @@ def load_environment(
             region=table["region"],
             run_endpoint=table.get("run_endpoint"),
             secrets_endpoint=table.get("secrets_endpoint"),
-            prometheus_url=prometheus_override or table["prometheus_url"],
+            prometheus_url=managed_url(table["project"]) if managed else prometheus_url,
             state_dir=directory,
             slack_webhook=webhook,
+            prometheus_auth=table.get("prometheus_auth", "google" if managed else "none"),
+            prometheus_secret=table.get("prometheus_secret"),
         )
     platform = state.platform_info(directory)
     if platform is None or not platform.get("control_plane_url"):
@@ -184,4 +211,6 @@ def load_environment(
         prometheus_url=prometheus_override or table.get("prometheus_url") or platform["prometheus_url"],
         state_dir=directory,
         slack_webhook=webhook,
+        prometheus_auth=table.get("prometheus_auth", "none"),
+        prometheus_secret=table.get("prometheus_secret"),
     )

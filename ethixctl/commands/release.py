@@ -112,7 +112,8 @@ def command(
             hold=hold, interval=interval, load_rps=load, skip_canary=skip_canary, on_failure=on_failure.value,
         )  # fmt: skip
         platform = session.cloud_run()
-        with session.prometheus() as prometheus:
+        budget = book.timing(environment.name, hold, interval).interval or book.interval
+        with session.prometheus(budget) as prometheus:
             if dry_run:
                 return _dry_run(book, options, platform, prometheus, session, json=json)
             if skip_canary:

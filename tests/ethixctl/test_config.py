@@ -112,6 +112,20 @@ def test_local_reads_running_platform(tmp_path: Path) -> None:
         ),
         ('[environments.prod]\nkind = "cloudrun"\nzone = "x"\n', ":3: environments.prod.zone: unknown field"),
         ("[environments.prod\n", "invalid TOML"),
+        (
+            '[environments.prod]\nkind = "cloudrun"\nproject = "p"\nregion = "r"\nprometheus_url = "u"\n'
+            'prometheus_auth = "oauth"\n',
+            ":6: environments.prod.prometheus_auth: must be one of none, google, bearer, basic",
+        ),
+        (
+            '[environments.prod]\nkind = "cloudrun"\nproject = "p"\nregion = "r"\nprometheus_url = "u"\n'
+            'prometheus_auth = "bearer"\n',
+            "environments.prod.prometheus_secret: required for prometheus_auth",
+        ),
+        (
+            '[environments.prod]\nkind = "local"\nprometheus_url = "managed"\n',
+            ':3: environments.prod.prometheus_url: "managed" needs kind = "cloudrun"',
+        ),
     ],
 )
 def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -129,3 +143,23 @@ def test_unknown_environment_and_missing_explicit_file(tmp_path: Path) -> None:
         load_environment("prod")
     with pytest.raises(UsageError, match="not found"):
         load_environment(config_path=tmp_path / "missing.toml")
+
+
+def test_managed_prometheus_resolves_to_the_projects_promql_api(tmp_path: Path) -> None:
+    (tmp_path / "ethixctl.toml").write_text(
+        '[environments.production]\nkind = "cloudrun"\nproject = "ethix-prod"\nregion = "europe-west1"\n'
+        'prometheus_url = "managed"\n'
+    )
+    env = load_environment("production")
+    assert env.prometheus_url == (
+        "https://monitoring.googleapis.com/v1/projects/ethix-prod/location/global/prometheus"
+    )
+    assert env.prometheus_auth == "google"
+
+
+def test_self_hosted_prometheus_credential_is_a_secret_reference(tmp_path: Path) -> None:
+    (tmp_path / "ethixctl.toml").write_text(
+        CONFIG + 'prometheus_auth = "basic"\nprometheus_secret = "prometheus-basic:current"\n'
+    )
+    env = load_environment()
+    assert (env.prometheus_auth, env.prometheus_secret) == ("basic", "prometheus-basic:current")

@@ -177,7 +177,7 @@ def test_one_evaluation_is_fast(lab: Lab) -> None:
 
 
 def test_unreachable_prometheus_is_an_error_not_a_verdict(lab: Lab) -> None:
-    with Prometheus(f"http://127.0.0.1:{procs.free_port()}", timeout=0.5) as dead:
+    with Prometheus(f"http://127.0.0.1:{procs.free_port()}", budget=0.5) as dead:
         verdict = analysis.evaluate(
             dead, lab.book, service=SERVICE, canary="backend-good", stable="backend-stable", timing=TIMING
         )
