@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from ethixctl import yamldoc
+from ethixctl import PLAYBOOKS, yamldoc
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "playbooks" / "release.yaml"
+DEFAULT_PATH = PLAYBOOKS / "release.yaml"
 
 PLACEHOLDERS = ("service", "revision", "window")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
