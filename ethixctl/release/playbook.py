@@ -15,6 +15,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -55,6 +56,36 @@ def _check_template(query: str) -> str:
 
 PromQL = Annotated[str, AfterValidator(_check_template)]
 
+# Where the gates read request counts and latencies (the environment's ``metric_source``):
+#   app       the services' own http_requests_total / http_request_duration_seconds (scraped locally,
+#             by the managed collector sidecar in production);
+#   cloudrun  Cloud Run's built-in run_googleapis_com:request_count / request_latencies (milliseconds).
+MetricSource = Literal["app", "cloudrun"]
+METRIC_SOURCES: tuple[MetricSource, ...] = get_args(MetricSource)
+# Sources whose series come from scraping the revisions, so a canary without an up target has no data.
+SCRAPED_SOURCES: frozenset[MetricSource] = frozenset({"app"})
+
+
+def _per_source(value: object) -> object:
+    # A plain string is one query for every source (for metrics every source has).
+    return dict.fromkeys(METRIC_SOURCES, value) if isinstance(value, str) else value
+
+
+def _every_source(queries: dict[MetricSource, str]) -> dict[MetricSource, str]:
+    missing = [source for source in METRIC_SOURCES if source not in queries]
+    if missing:
+        raise ValueError(
+            f"no query for metric source {', '.join(missing)}: give one per source"
+            f" ({', '.join(METRIC_SOURCES)}) or one string for all"
+        )
+    return queries
+
+
+# One query per metric source, e.g. ``query: {app: "...", cloudrun: "..."}``; a plain string serves all.
+SourceQueries = Annotated[
+    dict[MetricSource, PromQL], BeforeValidator(_per_source), AfterValidator(_every_source)
+]
+
 
 def window_text(seconds: float) -> str:
     """A PromQL range duration for ``seconds`` (whole seconds, at least 1s)."""
@@ -73,12 +104,13 @@ class Timing(Strict):
     # which needs at least two scrapes (1 s locally, typically 15–30 s in production).
     sample_step: Seconds | None = None
     sample_window: Seconds | None = None
+    metric_source: MetricSource | None = None
 
 
 class Gate(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
-    query: PromQL
+    query: SourceQueries
     max: float = Field(ge=0, description="the gate passes while the observed value stays strictly below max")
     unit: Literal["ratio", "seconds", "count"] = "ratio"
 
@@ -87,7 +119,7 @@ class Comparison(Strict):
     """One metric of the baseline comparison: a per-sample series for canary and stable."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    query: PromQL
+    query: SourceQueries
     # Kayenta's direction: "increase" means only a higher canary is a failure.
     direction: Literal["increase", "decrease", "either"] = "increase"
     weight: float = Field(default=1.0, gt=0)
@@ -170,8 +202,8 @@ class Notification(Strict):
 class Analysis(Strict):
     window: Seconds = 60
     min_requests: int = Field(default=20, ge=1)
-    requests_query: PromQL
-    # Target labels that identify the canary's scrape target; values are templates.
+    requests_query: SourceQueries
+    # Target labels that identify the canary's scrape target (scraped sources only); values are templates.
     target_labels: dict[str, str] = Field(default_factory=lambda: {"revision": "{revision}"})
     inconclusive_limit: int = Field(default=3, ge=1)
     consecutive_error_limit: int = Field(default=4, ge=1)
@@ -182,6 +214,7 @@ class Playbook(Strict):
     steps: list[Step] = Field(min_length=1)
     hold: Seconds = 900
     interval: Seconds = 60
+    metric_source: MetricSource = "app"
     environments: dict[str, Timing] = Field(default_factory=dict)
     analysis: Analysis
     gates: list[Gate] = Field(min_length=1)
@@ -232,7 +265,18 @@ class Playbook(Strict):
             window=override.window or self.analysis.window,
             sample_step=override.sample_step or self.baseline.sample_step,
             sample_window=override.sample_window or self.baseline.sample_window,
+            metric_source=override.metric_source or self.metric_source,
         )
+
+    def for_environment(self, environment: str, metric_source: MetricSource | None) -> Playbook:
+        """This playbook with ``environment``'s metric source set from its config (ethixctl.toml wins
+        over the playbook's own choice); ``None`` keeps the playbook's."""
+        if metric_source is None:
+            return self
+        override = self.environments.get(environment, Timing()).model_copy(
+            update={"metric_source": metric_source}
+        )
+        return self.model_copy(update={"environments": {**self.environments, environment: override}})
 
     def rule_for(self, situation: Situation, gate: str | None = None) -> Rule | None:
         for rule in self.decisions:
