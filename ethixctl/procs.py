@@ -1,6 +1,6 @@
 """Starting, watching and stopping local processes (services, Caddy, Prometheus).
 
-Used by the local platform, by ``ethixctl serve`` and by the end-to-end tests, so there is one way
+Used by the local platform and by the end-to-end tests, so there is one way
 to pick a free port, wait for readiness and stop a process group.
 """
 

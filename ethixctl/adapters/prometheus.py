@@ -39,7 +39,11 @@ T = TypeVar("T")
 MANAGED_ENDPOINT = "https://monitoring.googleapis.com"
 MONITORING_READ_SCOPE = "https://www.googleapis.com/auth/monitoring.read"
 AuthKind = Literal["none", "google", "bearer", "basic"]
-AUTH_KINDS: tuple[AuthKind, ...] = ("none", "google", "bearer", "basic")
+# Where the release gates read request counts and latencies (each playbook query has one per source):
+#   app       the services' own http_requests_total / http_request_duration_seconds (scraped locally,
+#             by the managed collector sidecar in production);
+#   cloudrun  Cloud Run's built-in run_googleapis_com:request_count / request_latencies (milliseconds).
+MetricSource = Literal["app", "cloudrun"]
 # Status codes worth another attempt: Prometheus overloaded or restarting, a proxy in between.
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 _CLIENT_ERROR = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)

@@ -126,6 +126,17 @@ def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: st
     return True, ""
 
 
+def service_rate(prometheus: Prometheus, book: Playbook, service: str, window: float) -> float | None:
+    """Requests/s the whole service receives; None when Prometheus cannot say. A service with no
+    request series at all receives nothing (0.0). Reads ``book.metric_source``: pass the playbook
+    through ``Playbook.for_environment``."""
+    query = render(book.analysis.rate_query[book.metric_source], service=service, window=window_text(window))
+    try:
+        return _scalar(prometheus, query, time.time()) or 0.0
+    except (PrometheusUnavailable, QueryError):
+        return None
+
+
 def evaluate(
     prometheus: Prometheus,
     book: Playbook,

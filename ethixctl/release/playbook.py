@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ethixctl import PLAYBOOKS, yamldoc
+from ethixctl.adapters.prometheus import MetricSource
 
 DEFAULT_PATH = PLAYBOOKS / "release.yaml"
 
@@ -42,25 +43,26 @@ def render(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def _check_template(query: str) -> str:
+def _check_placeholders(query: str) -> str:
     unknown = sorted({name for name in _PLACEHOLDER.findall(query) if name not in PLACEHOLDERS})
     if unknown:
         raise ValueError(
             f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
             f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
         )
-    if "{revision}" not in query:
+    return query
+
+
+def _check_template(query: str) -> str:
+    if "{revision}" not in _check_placeholders(query):
         raise ValueError("the query must select the revision with {revision}")
     return query
 
 
 PromQL = Annotated[str, AfterValidator(_check_template)]
+# A query over the whole service (every revision), e.g. its request rate.
+ServicePromQL = Annotated[str, AfterValidator(_check_placeholders)]
 
-# Where the gates read request counts and latencies (the environment's ``metric_source``):
-#   app       the services' own http_requests_total / http_request_duration_seconds (scraped locally,
-#             by the managed collector sidecar in production);
-#   cloudrun  Cloud Run's built-in run_googleapis_com:request_count / request_latencies (milliseconds).
-MetricSource = Literal["app", "cloudrun"]
 METRIC_SOURCES: tuple[MetricSource, ...] = get_args(MetricSource)
 # Sources whose series come from scraping the revisions, so a canary without an up target has no data.
 SCRAPED_SOURCES: frozenset[MetricSource] = frozenset({"app"})
@@ -84,6 +86,9 @@ def _every_source(queries: dict[MetricSource, str]) -> dict[MetricSource, str]:
 # One query per metric source, e.g. ``query: {app: "...", cloudrun: "..."}``; a plain string serves all.
 SourceQueries = Annotated[
     dict[MetricSource, PromQL], BeforeValidator(_per_source), AfterValidator(_every_source)
+]
+ServiceSourceQueries = Annotated[
+    dict[MetricSource, ServicePromQL], BeforeValidator(_per_source), AfterValidator(_every_source)
 ]
 
 
@@ -203,6 +208,8 @@ class Analysis(Strict):
     window: Seconds = 60
     min_requests: int = Field(default=20, ge=1)
     requests_query: SourceQueries
+    # The whole service's request rate (requests/s) before a release: can the canary get enough data?
+    rate_query: ServiceSourceQueries
     # Target labels that identify the canary's scrape target (scraped sources only); values are templates.
     target_labels: dict[str, str] = Field(default_factory=lambda: {"revision": "{revision}"})
     inconclusive_limit: int = Field(default=3, ge=1)
@@ -269,14 +276,14 @@ class Playbook(Strict):
         )
 
     def for_environment(self, environment: str, metric_source: MetricSource | None) -> Playbook:
-        """This playbook with ``environment``'s metric source set from its config (ethixctl.toml wins
-        over the playbook's own choice); ``None`` keeps the playbook's."""
-        if metric_source is None:
-            return self
-        override = self.environments.get(environment, Timing()).model_copy(
-            update={"metric_source": metric_source}
-        )
-        return self.model_copy(update={"environments": {**self.environments, environment: override}})
+        """This playbook as ``environment`` runs it: its metric source (the environment's
+        ``metric_source`` in ethixctl.toml > the playbook's per-environment value > its default)
+        becomes the playbook's own, so every query of the run reads the same source."""
+        override = self.environments.get(environment, Timing())
+        source = metric_source or override.metric_source or self.metric_source
+        pinned = override.model_copy(update={"metric_source": source})
+        environments = {**self.environments, environment: pinned}
+        return self.model_copy(update={"metric_source": source, "environments": environments})
 
     def rule_for(self, situation: Situation, gate: str | None = None) -> Rule | None:
         for rule in self.decisions:

@@ -100,12 +100,25 @@ def test_installed_wheel_runs_release_dry_run_and_smoke(
         .get_service("backend")
         .image
     )
-    dry = ethixctl("release", "backend", "--image", image, "--dry-run", "--json")
+    # No users send traffic locally: --load tells the plan a step will get enough requests to judge.
+    dry = ethixctl("release", "backend", "--image", image, "--dry-run", "--load", "20", "--json")
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
     assert plan["dry_run"] is True
     assert [s["weight"] for s in plan["plan"]["steps"]] == [10, 50, 100]
     assert {g["name"] for g in plan["gates_now"]["gates"]} == {"error_rate", "p95_latency"}
+
+    assert plan["gates_now"]["metric_source"] == "app"
+    assert "http_requests_total" in plan["gates_now"]["gates"][0]["query"]
+
+    # The environment's metric_source (ethixctl.toml) switches every gate to Cloud Run's metric names.
+    (elsewhere / "ethixctl.toml").write_text('[environments.local]\nmetric_source = "cloudrun"\n')
+    dry = ethixctl("release", "backend", "--image", image, "--dry-run", "--load", "20", "--json")
+    assert dry.returncode == 0, dry.stderr
+    gates_now = json.loads(dry.stdout)["gates_now"]
+    assert gates_now["metric_source"] == "cloudrun"
+    assert all("run_googleapis_com:" in gate["query"] for gate in gates_now["gates"])
+    (elsewhere / "ethixctl.toml").unlink()
 
     smoke = ethixctl("smoke", "--junit", str(elsewhere / "smoke.xml"))
     assert smoke.returncode == 0, smoke.stderr

@@ -136,10 +136,14 @@ def test_environment_config_picks_the_metric_source() -> None:
     book = playbook.load()
     assert book.timing("staging").metric_source == "app"
     chosen = book.for_environment("staging", "cloudrun")
-    assert chosen.timing("staging").metric_source == "cloudrun"
+    assert chosen.metric_source == chosen.timing("staging").metric_source == "cloudrun"
     assert chosen.timing("staging").hold == book.timing("staging").hold, "the other overrides stay"
-    assert chosen.timing("production").metric_source == "app"
-    assert book.for_environment("staging", None) is book
+    # Without a config value, the playbook's per-environment choice applies.
+    staging = book.environments["staging"].model_copy(update={"metric_source": "cloudrun"})
+    by_playbook = book.model_copy(update={"environments": {**book.environments, "staging": staging}})
+    assert by_playbook.for_environment("staging", None).metric_source == "cloudrun"
+    assert by_playbook.for_environment("staging", "app").timing("staging").metric_source == "app"
+    assert book.for_environment("production", None).metric_source == "app"
 
 
 def test_missing_required_decision_is_reported(tmp_path: Path) -> None:
