@@ -1,8 +1,9 @@
 """Release engine on the real local platform (`ethixctl up` in a temp state dir, free ports).
 
 * gate evaluation: all queries of one interval (targets, request count, two gates, baseline
-  comparison = four range queries). Baseline: one plain instant query, the floor per round trip;
-  ratio evaluation / one query. Goal ≤ 50 ms.
+  comparison = four range queries) through the adapter (prometheus-api-client, with its retry
+  adapter and timeouts). Baseline: one plain instant query over a bare ``requests`` session, the floor
+  per round trip; ratio evaluation / one query. Goal ≤ 50 ms.
 * compressed release: 3 steps, hold 10 s and analysis every 2 s (configuration), 40 RPS of load. The
   orchestrator sleeps one interval before each analysis by design; the baseline is that scheduled
   waiting (configured interval × the number of analyses it measurably ran, warm-up retries included).
@@ -40,6 +41,8 @@ def run() -> dict[str, object]:
 
 
 def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
+    import requests
+
     from ethixctl.adapters.cloudrun import CloudRun
     from ethixctl.adapters.prometheus import Prometheus
     from ethixctl.ops.ledger import Ledger
@@ -51,7 +54,12 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
     run = CloudRun("local", "local", endpoint=info["control_plane_url"])
     book = playbook.load()
     events: list[Event] = []
-    with Ledger(state_dir) as ledger, Prometheus(info["prometheus_url"]) as prometheus:
+    timing = book.timing("local")
+    plain = requests.Session()
+    with (
+        Ledger(state_dir) as ledger,
+        Prometheus(info["prometheus_url"], budget=INTERVAL) as prometheus,
+    ):
         notify = Notifier(ledger, "backend", "local", events.append, [])
         options = Options(
             service="backend", image=run.get_service("backend").image, environment="local",
@@ -63,7 +71,6 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
         assert result.status == "promoted", result
         release = _release_breakdown(events, total)
 
-        timing = book.timing("local")
         gate_ms = []
         floor_ms = []
         for _ in range(20):
@@ -73,7 +80,7 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
             )  # fmt: skip
             gate_ms.append(verdict.duration * 1000)
             t0 = time.perf_counter()
-            prometheus.query("up")
+            plain.get(f"{info['prometheus_url']}/api/v1/query", params={"query": "up"}, timeout=5).json()
             floor_ms.append((time.perf_counter() - t0) * 1000)
 
         rollbacks: list[float | None] = []
@@ -90,6 +97,7 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
             bare.append(time.perf_counter() - t0)
             ledger.confirm_traffic(change)
     measured = [r for r in rollbacks if r is not None]
+    plain.close()
     gate_median = statistics.median(gate_ms)
     floor_median = statistics.median(floor_ms)
     rollback_median = statistics.median(measured) if measured else None
