@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.backend import ratelimit
 from services.backend.deps import Backend
 from services.backend.keys import (
     DEV_JWT_SECRET_NAME,
@@ -22,9 +24,11 @@ from services.backend.keys import (
 )
 from services.backend.routers import analyses, auth, datasets, health, users, wellknown
 from services.backend.runner import AnalysisRunner
+from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
-from services.common import observability
-from services.common.docstore import DocStore, open_store
+from services.backend.throttle import TooManyFailures
+from services.common import hardening, logs, observability, openapi, sentry
+from services.common.docstore import DocStore, Index, ensure_indexes, open_store
 from services.common.secrets import IN_USE, RuntimeSecrets, SecretManagerReader, SecretReader, Snapshot
 from services.common.storage import open_storage
 
@@ -34,10 +38,26 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 _STARTING_POLL_SECONDS = 0.2
 # After a database-url rotation, requests already running on the old connection get this long to finish.
 OLD_STORE_CLOSE_SECONDS = 30.0
+# Cloud Run's front end refuses HTTP/1 requests over 32 MiB (so does the local router): an oversized
+# body up to that size is read and thrown away before the 413; a bigger one is not worth reading.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+# Every index the backend's queries need, declared once; created at startup on SQLite and MongoDB alike,
+# and listed by the store, so snapshots carry them. Keep in step with the queries:
+#   users: login finds by email; datasets: one owner's list in created_at order, paged by (created_at, _id),
+#   and the account deletion by owner; analyses: the account deletion by owner, and the runner's
+#   recovery query by status.
+INDEXES: dict[str, list[Index]] = {
+    "users": [Index.on("email", unique=True)],
+    "datasets": [Index.on("owner_id", "created_at", "_id")],
+    "analyses": [Index.on("owner_id"), Index.on("status")],
+}
+log = logging.getLogger(__name__)
 
 
 def prepare_store(store: DocStore) -> None:
-    store["users"].create_unique_index("email")
+    ensure_indexes(store, INDEXES)
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,7 @@ def secret_reader(settings: BackendSettings) -> SecretReader:
 def create_app(settings: BackendSettings | None = None, reader: SecretReader | None = None) -> FastAPI:
     """``reader`` replaces Secret Manager (tests); by default it follows the settings."""
     settings = settings or load_settings()
+    sentry.init(settings)
     names = SecretNames.of(settings)
 
     def on_secrets_change(app: FastAPI, snapshot: Snapshot) -> None:
@@ -79,8 +100,8 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         except UnusableKey as exc:
             # Keep signing with the keys in use; startup and readiness name the problem.
             app.state.keys_error = str(exc)
-            print(f"backend: keys not updated: {exc}", flush=True)
-        reconnect(app.state.backend, snapshot)
+            log.error("keys not updated: %s", exc)
+        reconnect(app, snapshot)
 
     def database(snapshot: Snapshot) -> tuple[str, str | None]:
         """The database URL to use and its version (None when it is not a Secret Manager secret)."""
@@ -93,8 +114,9 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         if names.database_url is not None and version is not None:
             IN_USE.labels(settings.service_name, settings.revision, names.database_url).set(float(version))
 
-    def reconnect(backend: Backend | None, snapshot: Snapshot) -> None:
+    def reconnect(app: FastAPI, snapshot: Snapshot) -> None:
         """A new database-url version: connect with it, switch, close the old connection a bit later."""
+        backend: Backend | None = app.state.backend
         if backend is None or names.database_url is None:
             return
         url, version = database(snapshot)
@@ -106,15 +128,16 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
             prepare_store(store)
         except Exception as exc:
             # Keep the connection that works (fail static); the next refresh tries again.
-            print(
-                f"backend: database-url version {version}: cannot connect ({type(exc).__name__})", flush=True
-            )
+            log.error("database-url version %s: cannot connect (%s)", version, type(exc).__name__)
             return
         old = backend.store
         backend.store, backend.database_version = store, version
         backend.runner.use_store(store)
         in_use(version)
-        print(f"backend: reconnected with database-url version {version}", flush=True)
+        if settings.rate_limit_enabled and settings.rate_limit_storage_url is None:
+            # The rate limits count in the document store: follow it to its new connection.
+            app.state.rate_limits = ratelimit.RateLimits(settings, store)
+        log.info("reconnected with database-url version %s", version)
         timer = threading.Timer(OLD_STORE_CLOSE_SECONDS, old.close)
         timer.daemon = True
         timer.start()
@@ -127,14 +150,20 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
             await run_in_threadpool(prepare_store, store)
             runner = AnalysisRunner(settings, store, storage)
             await run_in_threadpool(runner.reap_orphans)
+            rate_limits = (
+                await run_in_threadpool(ratelimit.RateLimits, settings, store)
+                if settings.rate_limit_enabled
+                else None
+            )
         except BaseException:
             store.close()
             raise
         backend = Backend(settings, store, storage, runner, version)
         app.state.backend = backend
+        app.state.rate_limits = rate_limits
         in_use(version)
         # A rotation that landed while the store was opening is not missed.
-        await run_in_threadpool(reconnect, backend, secrets.snapshot())
+        await run_in_threadpool(reconnect, app, secrets.snapshot())
         return asyncio.create_task(runner.reap_forever())
 
     async def open_when_loaded(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:
@@ -195,9 +224,33 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
         if request.method == "POST" and length.isdigit() and int(length) > limit:
             detail = f"request body exceeds the upload limit of {settings.max_upload_bytes} bytes"
+            if int(length) > MAX_REQUEST_BYTES:
+                return JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
+            # Read the body to its end first: answering while the sender (a client, or the router)
+            # is still sending makes the server close a connection with unread data, the kernel
+            # resets it, and the 413 already on its way is lost: the client sees an empty 502.
+            async for _ in request.stream():
+                pass
             return JSONResponse({"detail": detail}, status_code=413)
         return await call_next(request)
 
-    # Installed last, so its middleware is outermost and also counts the early 413s.
+    @app.exception_handler(HashingBusy)
+    async def hashing_busy(request: Request, exc: HashingBusy) -> JSONResponse:
+        detail = "too many password checks at once; retry shortly"
+        return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "1"})
+
+    @app.exception_handler(TooManyFailures)
+    async def too_many_failures(request: Request, exc: TooManyFailures) -> JSONResponse:
+        detail = "too many failed logins; retry later"
+        return JSONResponse(
+            {"detail": detail}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
+    openapi.install(app, rate_limited_prefix="/api/")
+    # Each install wraps the ones before: metrics count the early 413s and 429s, every answer (injected
+    # faults too) gets CORS and security headers, and the access log (outermost) sees the final status.
     observability.install(app, settings)
+    hardening.install(app, settings)
+    logs.install(app, settings)
     return app

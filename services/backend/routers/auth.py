@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from services.backend import sessions
-from services.backend.deps import UNAUTHORIZED, CurrentCaller, Keys, Settings, Store
+from services.backend.deps import UNAUTHORIZED, ClientAddress, CurrentCaller, Keys, Settings, Store, Throttle
 from services.backend.keys import KeyRing
 from services.backend.runner import now_iso
 from services.backend.schemas import Credentials, LogoutIn, Problem, RefreshIn, TokenOut, UserOut
@@ -15,13 +15,14 @@ from services.backend.settings import BackendSettings
 from services.common.docstore import DuplicateKeyError, new_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+BUSY = {"model": Problem, "description": "Every password-hashing slot is busy; see Retry-After"}
 
 
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses={409: {"model": Problem, "description": "Email already registered"}},
+    responses={409: {"model": Problem, "description": "Email already registered"}, 429: BUSY},
 )
 async def register(body: Credentials, store: Store, settings: Settings) -> UserOut:
     email = body.email.strip().lower()
@@ -45,16 +46,34 @@ def _tokens(
     )
 
 
-@router.post("/login", response_model=TokenOut, responses={401: {"model": Problem}})
-async def login(body: Credentials, store: Store, settings: Settings, keys: Keys) -> TokenOut:
-    user = await run_in_threadpool(store["users"].find_one, {"email": body.email.strip().lower()})
+THROTTLED = {
+    "model": Problem,
+    "description": "Too many failed logins for this account or client, or hashing busy; see Retry-After",
+}
+
+
+@router.post("/login", response_model=TokenOut, responses={401: {"model": Problem}, 429: THROTTLED})
+async def login(
+    body: Credentials,
+    store: Store,
+    settings: Settings,
+    keys: Keys,
+    throttle: Throttle,
+    client: ClientAddress,
+) -> TokenOut:
+    email = body.email.strip().lower()
+    # Before hashing: a blocked attempt costs no CPU, and the same for unknown and known emails.
+    await run_in_threadpool(throttle.check, email, client)
+    user = await run_in_threadpool(store["users"].find_one, {"email": email})
     if (
         not await verify_password(settings, user["password_hash"] if user else None, body.password)
         or user is None
     ):
+        await run_in_threadpool(throttle.failed, email, client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "wrong email or password", headers={"WWW-Authenticate": "Bearer"}
         )
+    await run_in_threadpool(throttle.succeeded, email)
     session_id, refresh_token = await run_in_threadpool(
         sessions.create, store, keys.session_keys, user["_id"], settings.refresh_token_ttl_seconds
     )
