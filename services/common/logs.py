@@ -7,7 +7,9 @@ Logging groups a request's lines under its trace. Access logs use the same forma
 ``httpRequest`` object. python-json-logger does the formatting.
 
 Nothing secret reaches a line: request bodies and query strings are never logged, and a last filter
-replaces anything shaped like a bearer token (JWT) and every secret value the settings hold.
+replaces anything shaped like a bearer token (JWT), every secret value the settings hold, and every
+value the service loaded from Secret Manager at runtime (:func:`learn_secrets`, fed by
+``services/common/secrets.py`` as each version loads).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
@@ -35,6 +38,8 @@ REDACTED = "[redacted]"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
+# Shorter values would redact ordinary words; the secrets ethixctl generates are far longer.
+MIN_SECRET_CHARS = 8
 
 # (trace id, span id as 16 hex digits or None, sampled) of the request being handled.
 _trace: ContextVar[tuple[str, str | None, bool] | None] = ContextVar("ethix_trace", default=None)
@@ -59,8 +64,30 @@ def secret_values(settings: ServiceSettings) -> list[str]:
     for value in settings.__dict__.values():
         candidates = value.values() if isinstance(value, dict) else [value]
         found += [c.get_secret_value() for c in candidates if isinstance(c, SecretStr)]
-    # Short values would redact ordinary words; the settings refuse short secrets in production.
-    return sorted({v for v in found if len(v) >= 8}, key=len, reverse=True)
+    return sorted({v for v in found if len(v) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+
+
+# Values loaded at runtime, longest first; replaced whole (never mutated), so filters read it unlocked.
+# Old versions stay: a key rotated out is still a secret.
+_learned: tuple[str, ...] = ()
+_learning = threading.Lock()
+
+
+def learn_secrets(values: Iterable[bytes]) -> None:
+    """Redact these values from now on, in every filter (Sentry's scrubber too). A multi-line value (a
+    PEM key) is also redacted line by line, so a fragment of it in a message is caught as well."""
+    global _learned
+    found: set[str] = set()
+    for value in values:
+        try:
+            text = value.decode().strip()
+        except UnicodeDecodeError:
+            continue  # binary never reaches a log line as such
+        lines = [line.strip() for line in text.splitlines() if not line.startswith("-----")]
+        found.update(v for v in (text, *lines) if len(v) >= MIN_SECRET_CHARS)
+    with _learning:
+        if not found.issubset(_learned):
+            _learned = tuple(sorted(found.union(_learned), key=len, reverse=True))
 
 
 class ContextFilter(logging.Filter):
@@ -91,10 +118,20 @@ class RedactFilter(logging.Filter):
         super().__init__()
         self.secrets = list(secrets)
         self._plain = logging.Formatter()
+        self._merged_from: tuple[str, ...] | None = None
+        self._merged: list[str] = []
+
+    def _known(self) -> list[str]:
+        learned = _learned
+        if learned is not self._merged_from:
+            # Longest first across both sources, so a secret containing another is replaced whole.
+            self._merged = sorted({*self.secrets, *learned}, key=len, reverse=True)
+            self._merged_from = learned
+        return self._merged
 
     def redact(self, text: str) -> str:
         text = _JWT.sub(REDACTED, text)
-        for secret in self.secrets:
+        for secret in self._known():
             text = text.replace(secret, REDACTED)
         return text
 

@@ -11,12 +11,15 @@ alias that does not exist, or points at a disabled version, is *absent*: that is
 a key away, so it is dropped at once rather than kept. Only ``current`` is required.
 
 Every revision exports the version it loaded per secret and alias, so a rotation can wait until all
-of them have it. Values never reach a log line, a metric, an exception or ``repr``.
+of them have it. Values never reach a log line, a metric, an exception or ``repr``; and each value is
+handed to the log filter as it loads (``logs.learn_secrets``), so one that slipped into a message or a
+Sentry event would be redacted there too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +28,11 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
+from services.common import logs
+
 ALIASES = ("current", "next", "previous")
 REQUIRED_ALIAS = "current"
+log = logging.getLogger(__name__)
 
 SECRET_VERSION = Gauge(
     "ethix_secret_version",
@@ -229,6 +235,8 @@ class RuntimeSecrets:
                 with self._lock:
                     self._states[name].error = str(exc)
                 continue
+            # Before anything can use (and log) them.
+            logs.learn_secrets(v.value for v in versions.values())
             with self._lock:
                 state = self._states[name]
                 if {a: v.number for a, v in versions.items()} != {
@@ -262,7 +270,7 @@ class RuntimeSecrets:
             try:
                 self.refresh()
             except Exception as exc:  # a bug must not end refreshing; the values in use stay
-                print(f"secrets refresh failed: {type(exc).__name__}", flush=True)
+                log.error("secrets refresh failed: %s", type(exc).__name__)
 
     def stop(self) -> None:
         self._stop.set()

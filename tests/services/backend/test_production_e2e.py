@@ -13,11 +13,15 @@ import pytest
 
 from ethixctl.procs import Service, start_service
 from ethixctl.smoke import run_suite
+from services.backend.keys import DEV_SESSION_KEY, dev_signing_pem
 from services.common.logs import TRACE
 
 pytestmark = pytest.mark.e2e
 
-JWT_SECRET = "known-e2e-jwt-signing-key-" + "j" * 24
+# The keys this development process loads at runtime (its built-in reader): the PEM's key line and the
+# session key.
+SIGNING_KEY = dev_signing_pem().decode().splitlines()[1]
+SESSION_KEY = DEV_SESSION_KEY.decode()
 PASSWORD = "smoke-known-password-e2e"
 TRACE_ID = "105445aa7843bc8bf206b12000100000"
 CSV_ROW = "34,52000,1010,female,yes"  # a row of playbooks/fixtures/smoke_loans.csv
@@ -28,8 +32,6 @@ def hardened(tmp_path_factory: pytest.TempPathFactory, ai_core_service: Service)
     base = tmp_path_factory.mktemp("hardened")
     env = {
         "AI_CORE_URL": ai_core_service.url,
-        "ETHIX_JWT_KEYS": json.dumps({"k1": JWT_SECRET}),
-        "ETHIX_JWT_ACTIVE_KID": "k1",
         "ETHIX_LOGIN_FAILURES_PER_ACCOUNT": "5",
         "ETHIX_LOGIN_BACKOFF_BASE_SECONDS": "1",
         "ETHIX_LOGIN_BACKOFF_MAX_SECONDS": "4",
@@ -56,7 +58,7 @@ def test_logs_after_a_smoke_run_are_json_lines_with_the_trace_and_no_secret(hard
     assert mine[0]["logging.googleapis.com/spanId"] == f"{7:016x}"
     logins = [e for e in entries if e["message"] == "POST /api/v1/auth/login 200"]
     assert logins, "the smoke run's login is in the access log"
-    for secret in (PASSWORD, JWT_SECRET, "eyJ", CSV_ROW, report.captures["user_id"] + ".csv"):
+    for secret in (PASSWORD, SIGNING_KEY, SESSION_KEY, "eyJ", CSV_ROW, report.captures["user_id"] + ".csv"):
         assert secret not in text, secret
 
 

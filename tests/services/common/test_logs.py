@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +13,15 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from ethixctl.secrets.generate import ed25519_pem
 from services.backend.app import create_app
 from services.backend.settings import BackendSettings
 from services.common import logs
+from services.common.secrets import RuntimeSecrets, StaticReader, Version
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-JWT_SECRET = "known-jwt-secret-" + "k" * 32
+# A secret the settings hold (a limits storage URL with its password; unused while rate limits are off).
+STORAGE_URL = "redis://:known-storage-password-" + "k" * 32 + "@127.0.0.1:1"
 
 
 @pytest.mark.parametrize(
@@ -40,8 +44,7 @@ def test_trace_headers_parse(traceparent: str | None, cloud: str | None, expecte
 def captured(tmp_path: Path) -> Iterator[tuple[io.StringIO, BackendSettings]]:
     settings = BackendSettings(
         data_dir=tmp_path,
-        jwt_keys={"k1": SecretStr(JWT_SECRET)},
-        jwt_active_kid="k1",
+        rate_limit_storage_url=SecretStr(STORAGE_URL),
         GOOGLE_CLOUD_PROJECT="ethix-prod",
         password_hash_memory_kib=1024,
         password_hash_time_cost=1,
@@ -85,12 +88,47 @@ def test_tokens_and_secret_values_are_redacted(captured: tuple[io.StringIO, Back
     log = logging.getLogger("ethix.test")
     log.warning("header was Bearer %s", token)
     try:
-        raise RuntimeError(f"cannot use key {JWT_SECRET}")
+        raise RuntimeError(f"cannot reach {STORAGE_URL}")
     except RuntimeError:
         log.exception("failed")
     text = stream.getvalue()
-    assert token not in text and JWT_SECRET not in text
+    assert token not in text and STORAGE_URL not in text
     entries = [json.loads(line) for line in text.splitlines()]
     assert entries[0]["message"] == f"header was Bearer {logs.REDACTED}"
     assert entries[1]["severity"] == "ERROR" and logs.REDACTED in entries[1]["exc_info"]
     assert entries[1]["serviceContext"] == {"service": "local", "version": "local"}
+
+
+def test_values_loaded_at_runtime_are_redacted_from_the_moment_they_load(
+    captured: tuple[io.StringIO, BackendSettings],
+) -> None:
+    """The settings do not hold these: the filter learns them from the secret reader."""
+    stream, _ = captured
+    session_key = secrets.token_urlsafe(32)
+    pem = ed25519_pem()
+    key_line = pem.decode().splitlines()[1]  # the base64 body of the PEM, as a fragment would show it
+    reader = StaticReader(
+        {
+            "session-key": {"current": Version("1", session_key.encode())},
+            "jwt-signing-key": {"current": Version("3", pem)},
+        }
+    )
+    runtime = RuntimeSecrets(
+        reader, ["session-key", "jwt-signing-key"], refresh_seconds=60, service="backend", revision="r1"
+    )
+    log = logging.getLogger("ethix.test")
+    log.warning("before loading: %s", session_key)
+    assert session_key in stream.getvalue()  # not known yet: only loading teaches the filter
+    assert runtime.refresh()
+    log.warning("key %s, fragment %s", session_key, key_line)
+    log.warning("whole key %s", pem.decode().strip())
+    rotated = secrets.token_urlsafe(32)
+    reader.set("session-key", "next", Version("2", rotated.encode()))
+    runtime.refresh()
+    log.warning("next key %s", rotated)
+    after = stream.getvalue().splitlines()[1:]
+    assert [json.loads(line)["message"] for line in after] == [
+        f"key {logs.REDACTED}, fragment {logs.REDACTED}",
+        f"whole key {logs.REDACTED}",
+        f"next key {logs.REDACTED}",
+    ]

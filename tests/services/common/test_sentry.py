@@ -13,14 +13,16 @@ from typing import Any
 import pytest
 import sentry_sdk
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from services.backend.app import create_app
+from services.backend.keys import DEV_JWT_SECRET_NAME, DEV_SESSION_SECRET_NAME, dev_signing_pem
 from services.backend.settings import BackendSettings
 from services.common import sentry
+from services.common.secrets import StaticReader, Version
 from tests.httpserver import serve
 
-JWT_SECRET = "known-jwt-secret-" + "s" * 32
+# Loaded at runtime (as from Secret Manager), not held by the settings: the scrubber learns it on load.
+SESSION_KEY = "known-runtime-session-key-" + "s" * 32
 
 
 class Receiver:
@@ -65,14 +67,18 @@ def test_unhandled_error_reaches_sentry_tagged_with_the_revision_wire_level_fake
         SENTRY_DSN=dsn,
         K_SERVICE="backend",
         K_REVISION="backend-00002-abc",
-        jwt_keys={"k1": SecretStr(JWT_SECRET)},
-        jwt_active_kid="k1",
     )
-    app = create_app(settings)
+    reader = StaticReader(
+        {
+            DEV_JWT_SECRET_NAME: {"current": Version("1", dev_signing_pem())},
+            DEV_SESSION_SECRET_NAME: {"current": Version("1", SESSION_KEY.encode())},
+        }
+    )
+    app = create_app(settings, reader)
 
     @app.get("/boom")
     def boom() -> None:
-        raise RuntimeError(f"exploded while holding {JWT_SECRET}")
+        raise RuntimeError(f"exploded while holding {SESSION_KEY}")
 
     with TestClient(app, raise_server_exceptions=False) as client:
         answer = client.get("/boom", headers={"Authorization": "Bearer eyJhbGciOiJI.eyJzdWIi.c2lnbmF0"})
@@ -89,4 +95,4 @@ def test_unhandled_error_reaches_sentry_tagged_with_the_revision_wire_level_fake
     # The middlewares' task groups may wrap it in an ExceptionGroup; the RuntimeError is among the values.
     assert "RuntimeError" in [value["type"] for value in event["exception"]["values"]]
     sent = json.dumps(got.envelopes)
-    assert JWT_SECRET not in sent and "eyJzdWIi" not in sent  # neither the key nor the bearer token
+    assert SESSION_KEY not in sent and "eyJzdWIi" not in sent  # neither the key nor the bearer token
