@@ -81,6 +81,29 @@ def test_failed_logins_back_off_exponentially_and_a_success_resets(throttled: Te
     assert _login(throttled, "erin@example.com", "wrong-pass").status_code == 429
 
 
+def test_a_blocked_login_opens_no_session_and_the_login_after_the_backoff_gets_a_working_one(
+    throttled: TestClient,
+) -> None:
+    """Login keeps both sides: the throttle before the password check, a server-side session after it."""
+    register_and_login(throttled, "gus@example.com", "right-password")
+    sessions = throttled.app.state.backend.store["sessions"]  # type: ignore[attr-defined]
+    assert sessions.count({}) == 1
+    assert [_login(throttled, "gus@example.com", "wrong-pass").status_code for _ in range(4)] == [401] * 4
+    assert _login(throttled, "gus@example.com", "right-password").status_code == 429
+    assert sessions.count({}) == 1  # neither the failures nor the blocked success opened one
+    time.sleep(0.55)  # the first block: 0.5 s
+    granted = _login(throttled, "gus@example.com", "right-password")
+    assert granted.status_code == 200 and sessions.count({}) == 2
+    refreshed = throttled.post(
+        "/api/v1/auth/refresh", json={"refresh_token": granted.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    me = throttled.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    )
+    assert me.json()["email"] == "gus@example.com"
+
+
 def test_unknown_email_and_wrong_password_are_throttled_and_answered_alike(
     make_settings: MakeSettings,
 ) -> None:

@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from limits import parse_many
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.backend import ratelimit
 from services.backend.app import create_app
 from services.backend.keys import dev_signing_pem
+from services.common.docstore import open_store
 from services.common.secrets import StaticReader, Version
 
 from .conftest import MakeSettings
@@ -157,3 +160,39 @@ def test_a_new_database_url_version_reconnects_and_reports_the_version_in_use(
         secrets.refresh()  # cannot connect: keeps the working connection
         assert _metric(client, "ethix_secret_in_use_version") == {("database-url",): 2.0}
         assert client.post("/api/v1/auth/login", json=credentials).status_code == 200
+
+
+def test_rate_limits_count_in_the_database_of_the_new_database_url_version(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """The per-client limits count in the document store: after a rotation, in the new database."""
+    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
+    reader = _reader(**{"database-url": {"current": Version("1", first.encode())}})
+    settings = make_settings(
+        secrets_project="p",
+        secret_jwt_signing_key="jwt-signing-key",
+        secret_session_key="session-key",
+        secret_database_url="database-url",
+        rate_limit_enabled=True,
+        rate_limit_default="1000/minute",
+        rate_limit_auth="1000/minute",
+    )
+    key = parse_many("1000/minute")[0].key_for("client", "testclient")
+
+    def counted(url: str) -> int:
+        store = open_store(url)
+        try:
+            counter = store.counters(ratelimit.COUNTERS).get(key)
+            return counter.value if counter else 0
+        finally:
+            store.close()
+
+    with TestClient(create_app(settings, reader)) as client:
+        for _ in range(3):
+            client.get("/api/v1/users/me")
+        assert (counted(first), counted(second)) == (3, 0)
+        reader.set("database-url", "current", Version("2", second.encode()))
+        client.app.state.secrets.refresh()  # type: ignore[attr-defined]
+        for _ in range(2):
+            client.get("/api/v1/users/me")
+        assert (counted(first), counted(second)) == (3, 2)
