@@ -47,11 +47,12 @@ MAX_REQUEST_BYTES = 32 * 1024 * 1024
 # and listed by the store, so snapshots carry them. Keep in step with the queries:
 #   users: login finds by email; datasets: one owner's list in created_at order, paged by (created_at, _id),
 #   and the account deletion by owner; analyses: the account deletion by owner, and the runner's
-#   recovery query by status.
+#   recovery query by status; sessions: logout of every session and the account deletion, by user.
 INDEXES: dict[str, list[Index]] = {
     "users": [Index.on("email", unique=True)],
     "datasets": [Index.on("owner_id", "created_at", "_id")],
     "analyses": [Index.on("owner_id"), Index.on("status")],
+    "sessions": [Index.on("user_id")],
 }
 log = logging.getLogger(__name__)
 

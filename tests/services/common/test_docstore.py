@@ -399,6 +399,7 @@ def test_sqlite_query_plan_uses_the_declared_indexes(tmp_path: Path) -> None:
         "runner recovery": analyses.explain({"status": {"$in": ["queued", "running"]}}),
         "analyses of an owner": analyses.explain({"owner_id": "u1"}),
         "login": store["users"].explain({"email": "a@example.com"}, limit=1),
+        "sessions of a user": store["sessions"].explain({"user_id": "u1", "revoked_at": None}),
     }
     for query, plan in plans.items():
         text = " | ".join(plan)
