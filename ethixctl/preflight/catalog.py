@@ -14,18 +14,30 @@ PLATFORM_SET = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
 
 @dataclass(frozen=True)
 class Variable:
-    name: str
-    secret: bool  # a SecretStr setting: only ever from Secret Manager
-    required: bool  # in production: a secret, or a setting whose development default is None
+    names: tuple[str, ...]  # every name the setting is read from; the first is the one to document
+    secret: bool  # a SecretStr setting: its value only ever comes from Secret Manager
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
 
 
 def _mentions(annotation: Any, wanted: type) -> bool:
     return annotation is wanted or any(_mentions(arg, wanted) for arg in get_args(annotation))
 
 
+def _names(field_name: str, alias: Any, prefix: str) -> tuple[str, ...]:
+    if isinstance(alias, str):
+        return (alias,)
+    choices = getattr(alias, "choices", None)  # pydantic's AliasChoices
+    if choices:
+        return tuple(choice for choice in choices if isinstance(choice, str))
+    return (f"{prefix}{field_name}".upper(),)
+
+
 @cache
 def catalog(service: str) -> dict[str, Variable] | None:
-    """``service``'s variables by name; None when it is not a bundled service (no settings class)."""
+    """``service``'s variables by every name they are read from; None when it is not a bundled service."""
     from pydantic import SecretStr
 
     from ethixctl.platform.images import source_name
@@ -46,13 +58,11 @@ def catalog(service: str) -> dict[str, Variable] | None:
         return None
     settings = max(classes, key=lambda cls: len(cls.__mro__))  # the most derived one
     prefix = str(settings.model_config.get("env_prefix", ""))
-    variables = {}
+    variables: dict[str, Variable] = {}
     for field_name, info in settings.model_fields.items():
-        alias = info.validation_alias
-        name = alias if isinstance(alias, str) else f"{prefix}{field_name}".upper()
-        if name in PLATFORM_SET:
-            continue
-        secret = _mentions(info.annotation, SecretStr)
-        no_default = info.default is None and info.default_factory is None
-        variables[name] = Variable(name, secret, secret or no_default or name == f"{prefix}ENV".upper())
+        variable = Variable(
+            _names(field_name, info.validation_alias, prefix), _mentions(info.annotation, SecretStr)
+        )
+        if PLATFORM_SET.isdisjoint(variable.names):
+            variables.update(dict.fromkeys(variable.names, variable))
     return variables

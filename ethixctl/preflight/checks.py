@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ethixctl.errors import EthixError, PlatformUnavailable
 
 if TYPE_CHECKING:
-    from ethixctl.adapters.cloudrun import CloudRun, ServiceSpec
+    from ethixctl.adapters.cloudrun import CloudRun, EnvEntry, ServiceSpec
     from ethixctl.adapters.prometheus import MetricSource, Prometheus
     from ethixctl.config import Environment
     from ethixctl.ops.ledger import Ledger, Operation
@@ -242,8 +242,17 @@ def _metrics_ready(context: Context, params: Params) -> Finding:
 
 
 class RequiredParams(Params):
-    # Variables production needs beyond the settings' own (e.g. a URL whose dev default is localhost).
-    also_required: dict[str, list[str]] = Field(default_factory=dict)
+    # Service -> variables production needs ("*": every service); each must be a setting the service reads.
+    required: dict[str, list[str]]
+
+
+def _entry(spec: ServiceSpec, name: str) -> EnvEntry | None:
+    """The spec's entry for the setting ``name``, under any name the service reads it from."""
+    from ethixctl.preflight.catalog import catalog
+
+    variable = (catalog(spec.name) or {}).get(name)
+    names = variable.names if variable is not None else (name,)
+    return next((entry for n in names if (entry := spec.variable(n)) is not None), None)
 
 
 @check("required_variables", RequiredParams)
@@ -254,10 +263,11 @@ def _required_variables(context: Context, params: RequiredParams) -> Finding:
         variables = catalog(spec.name)
         if variables is None:
             return ["not a bundled service: no settings class to build its catalog from"]
-        required = sorted(
-            {v.name for v in variables.values() if v.required} | set(params.also_required.get(spec.name, []))
-        )
-        missing = [name for name in required if spec.variable(name) is None]
+        wanted = [*params.required.get("*", []), *params.required.get(spec.name, [])]
+        unknown = [name for name in wanted if name not in variables]
+        if unknown:
+            return [f"{', '.join(unknown)}: not read by its settings (the checklist is out of date)"]
+        missing = [name for name in wanted if _entry(spec, name) is None]
         return [f"missing {', '.join(missing)}"] if missing else []
 
     return _per_service(context, judge, "every required variable is set")
@@ -306,20 +316,28 @@ def _probes(context: Context, params: Params) -> Finding:
 
 class EqualsParams(Params):
     variable: str
-    value: str
+    values: list[str] = Field(min_length=1)  # any of these (case-insensitive)
+    unset_ok: bool = False  # unset is fine when the service's production default is what we want
+    services: list[str] | None = None  # only these services (default: every checked service)
 
 
 @check("env_equals", EqualsParams)
 def _env_equals(context: Context, params: EqualsParams) -> Finding:
+    wanted = " or ".join(params.values)
+
     def judge(spec: ServiceSpec) -> list[str]:
-        entry = spec.variable(params.variable)
+        if params.services is not None and spec.name not in params.services:
+            return []
+        entry = _entry(spec, params.variable)
         if entry is None:
-            return [f"{params.variable} is not set (want {params.value})"]
-        if entry.secret is not None or entry.value != params.value:
-            return [f"{params.variable} is not {params.value}"]  # the value itself is never shown
+            return [] if params.unset_ok else [f"{params.variable} is not set (want {wanted})"]
+        if entry.secret is not None or (entry.value or "").strip().lower() not in [
+            v.lower() for v in params.values
+        ]:
+            return [f"{params.variable} is not {wanted}"]  # the value itself is never shown
         return []
 
-    return _per_service(context, judge, f"{params.variable}={params.value}")
+    return _per_service(context, judge, f"{params.variable}={wanted}{' or unset' if params.unset_ok else ''}")
 
 
 class UnsetParams(Params):
@@ -352,6 +370,21 @@ def _min_instances(context: Context, params: MinInstancesParams) -> Finding:
         return []
 
     return _per_service(context, judge, f"at least {params.min} instance(s) kept warm")
+
+
+@check("cors_restricted")
+def _cors_restricted(context: Context, params: Params) -> Finding:
+    """Browsers may call the API only from listed https origins; unset allows none (restricted too)."""
+
+    def judge(spec: ServiceSpec) -> list[str]:
+        entry = _entry(spec, "ETHIX_CORS_ORIGINS")
+        if entry is None:
+            return []
+        origins = [o.strip().strip('[]"') for o in (entry.value or "").split(",") if o.strip()]
+        loose = [o for o in origins if o == "*" or not o.startswith("https://")]
+        return [f"ETHIX_CORS_ORIGINS allows {', '.join(loose)}"] if loose else []
+
+    return _per_service(context, judge, "CORS limited to https origins (or none)")
 
 
 @check("rollback_target")

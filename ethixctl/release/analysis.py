@@ -56,7 +56,6 @@ class Verdict:
     stable: str | None
     at: float
     window: float
-    metric_source: MetricSource = "app"
     requests: float | None = None
     min_requests: int = 0
     targets_up: bool | None = None
@@ -64,6 +63,7 @@ class Verdict:
     baseline: Score | None = None
     reasons: list[str] = field(default_factory=list)
     duration: float = 0.0
+    metric_source: MetricSource = "app"
 
     def gate(self, name: str) -> GateResult | None:
         return next((g for g in self.gates if g.name == name), None)

@@ -56,7 +56,7 @@ SKIPPED_ACTIONS = {
 }
 LOCAL_VARS = {
     "ETHIXCTL_RELEASE_FLAGS": "--hold 6 --interval 2 --load 30",
-    "ETHIXCTL_PREFLIGHT_CONFIRM": "on_call=alice rate_limiting=alice cors_restricted=alice",
+    "ETHIXCTL_PREFLIGHT_CONFIRM": "on_call=alice",
     "ETHIXCTL_LEDGER_BUCKET": "unused-locally",
     "ARTIFACT_REGISTRY": "unused-locally",
 }

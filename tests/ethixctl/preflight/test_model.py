@@ -21,12 +21,7 @@ def test_shipped_checklists_are_the_runbooks() -> None:
     assert book.for_environment("staging") == ["pre-release"]
     assert book.for_environment("local") == []
     items = [item for _, item in book.items(["pre-release", "pre-production"])]
-    assert {i.id for i in items if i.confirm} == {
-        "on_call",
-        "rate_limiting",
-        "cors_restricted",
-        "staging_signoff",
-    }
+    assert {i.id for i in items if i.confirm} == {"on_call", "staging_signoff"}
     assert all(i.check in REGISTRY for i in items if i.check)
     assert (model.DEFAULT_PATH.parent / "preflight.md").is_file()
 

@@ -83,13 +83,18 @@ def _production_like(image: str, env: list[Any], *, probes: bool = True, min_ins
 
 GOOD_BACKEND = [
     _env("ETHIX_ENV", "production"),
-    _env("LOG_LEVEL", "warn"),
+    _env("ETHIX_LOG_LEVEL", "warn"),  # the alias of LOG_LEVEL counts too
     _env("ETHIX_STORAGE_URL", "gs://ethix-prod-datasets"),
     _env("AI_CORE_URL", "https://ai-core.example"),
+    _env("ETHIX_JWT_ACTIVE_KID", "2026-01"),
+    _env("ETHIX_RATE_LIMIT_ENABLED", "true"),
+    _env("ETHIX_RATE_LIMIT_DEFAULT", "120/minute"),
+    _env("ETHIX_RATE_LIMIT_AUTH", "10/minute"),
+    _env("ETHIX_CORS_ORIGINS", "https://app.ethix.example"),
     _env("ETHIX_JWT_KEYS", secret="ethix-jwt-keys"),
     _env("ETHIX_DATABASE_URL", secret="ethix-database-url"),
 ]
-GOOD_AI_CORE = [_env("ETHIX_ENV", "production"), _env("LOG_LEVEL", "warn")]
+GOOD_AI_CORE = [_env("ETHIX_ENV", "production")]  # LOG_LEVEL unset: warning in production
 
 
 @dataclass
@@ -147,7 +152,7 @@ def _history(ledger: Ledger, env: str) -> None:
     _finished(ledger, "drill", "database", env, "passed", days_ago=2)
 
 
-ANSWERS = {"on_call": "alice", "rate_limiting": "alice", "cors_restricted": "alice", "staging_signoff": "bob"}
+ANSWERS = {"on_call": "alice", "staging_signoff": "bob"}
 
 
 def _run(lab: Lab, answers: dict[str, str] = ANSWERS, **kwargs: Any) -> Any:
@@ -175,6 +180,8 @@ def test_production_like_services_pass_both_checklists_local_control_plane(lab: 
 def test_each_spec_problem_is_named_without_showing_values_local_control_plane(lab: Lab) -> None:
     bad = [
         _env("ETHIX_ENV", "development"),
+        _env("LOG_LEVEL", "debug"),
+        _env("ETHIX_CORS_ORIGINS", "*"),
         _env("ETHIX_FAULT_ERROR_RATE", "0.2"),
         _env("ETHIX_DATABASE_URL", INLINE_SECRET),  # a secret set inline
         _env("ETHIX_JWT_KEYS", secret="ethix-jwt-keys", version="latest"),
@@ -184,16 +191,20 @@ def test_each_spec_problem_is_named_without_showing_values_local_control_plane(l
     failed = {r.id: r.detail for r in report.problems()}
     assert set(failed) == {
         "required_variables", "no_inline_secrets", "secrets_by_alias", "probes", "production_mode",
-        "no_fault_injection", "min_instances", "log_level",
+        "no_fault_injection", "min_instances", "log_level", "rate_limiting", "cors_restricted",
     }  # fmt: skip
-    assert "missing AI_CORE_URL, ETHIX_STORAGE_URL" in failed["required_variables"]
+    assert failed["required_variables"] == (
+        "backend: missing ETHIX_STORAGE_URL, ETHIX_JWT_ACTIVE_KID, AI_CORE_URL, ETHIX_RATE_LIMIT_ENABLED,"
+        " ETHIX_RATE_LIMIT_DEFAULT, ETHIX_RATE_LIMIT_AUTH"
+    )
+    assert "ETHIX_CORS_ORIGINS allows *" in failed["cors_restricted"]
     assert "ETHIX_DATABASE_URL is set inline" in failed["no_inline_secrets"]
     assert "ETHIX_JWT_KEYS reads ethix-jwt-keys version latest" in failed["secrets_by_alias"]
     assert "no startup or liveness probe" in failed["probes"]
     assert "minimum instances 0, need 1" in failed["min_instances"]
     assert report.exit_code is ExitCode.FAILED
     shown = json.dumps(report.to_dict())
-    assert "inline-password" not in shown and "development" not in shown and "0.2" not in shown
+    assert "inline-password" not in shown and "development" not in shown and "debug" not in shown
 
 
 def test_the_ledger_decides_smoke_rotation_and_drill_local_control_plane(lab: Lab) -> None:
@@ -223,7 +234,7 @@ def test_unanswered_questions_fail_and_down_targets_fail_local_control_plane(lab
     lab.prometheus.down.add("ai-core")
     report = _run(lab, answers={"on_call": "alice"}, checklists=["pre-release", "pre-production"])
     failed = {r.id: r.detail for r in report.problems()}
-    assert set(failed) == {"metrics_ready", "rate_limiting", "cors_restricted", "staging_signoff"}
+    assert set(failed) == {"metrics_ready", "staging_signoff"}
     assert "ai-core: target http://127.0.0.1:1/ai-core is down" in failed["metrics_ready"]
     assert "--confirm staging_signoff=WHO" in failed["staging_signoff"]
 
@@ -259,11 +270,7 @@ def test_cli_json_and_exit_codes_local_control_plane(
 
     assert main(["preflight", *args, "--json", "--confirm", "on_call=alice"]) == ExitCode.FAILED
     data = json.loads(capsys.readouterr().out)
-    assert {i["id"] for i in data["items"] if i["status"] == "fail"} == {
-        "rate_limiting",
-        "cors_restricted",
-        "staging_signoff",
-    }
+    assert [i["id"] for i in data["items"] if i["status"] == "fail"] == ["staging_signoff"]
 
     assert main(["preflight", *args, "--confirm", "oncall=alice"]) == ExitCode.USAGE
     assert "no such item to confirm" in capsys.readouterr().err
@@ -274,21 +281,15 @@ def test_release_stops_on_a_failed_preflight_and_records_a_skip_local_control_pl
 ) -> None:
     args, config = _config(tmp_path, lab)
     monkeypatch.setenv("ETHIXCTL_CONFIG", str(config))
-    release = [
-        "release",
-        "backend",
-        "--image",
-        "europe-west1-docker.pkg.dev/p/ethix/backend:v2",
-        "--yes",
-        *args,
-    ]
+    image = "europe-west1-docker.pkg.dev/p/ethix/backend:v2"
+    release = ["release", "backend", "--image", image, "--yes", *args]
     before = lab.services.get_service(
         name="projects/local/locations/local/services/backend"
     ).latest_ready_revision
 
     assert main([*release, "--confirm", "on_call=alice"]) == ExitCode.FAILED
     err = capsys.readouterr().err
-    assert "preflight failed (rate_limiting, cors_restricted, staging_signoff): nothing was changed" in err
+    assert "preflight failed (staging_signoff): nothing was changed" in err
     after = lab.services.get_service(
         name="projects/local/locations/local/services/backend"
     ).latest_ready_revision

@@ -198,12 +198,6 @@ def test_at_full_weight_the_baseline_is_skipped(lab: Lab) -> None:
     assert verdict.baseline is None
 
 
-def test_one_evaluation_is_fast(lab: Lab) -> None:
-    durations = sorted(_evaluate(lab, "backend-good").duration for _ in range(5))
-    # The benchmark goal is 50 ms; leave headroom for a machine shared with other test runs.
-    assert durations[2] < 0.25, durations
-
-
 def test_unreachable_prometheus_is_an_error_not_a_verdict(lab: Lab) -> None:
     with Prometheus(f"http://127.0.0.1:{procs.free_port()}", budget=0.5) as dead:
         verdict = analysis.evaluate(
