@@ -213,24 +213,34 @@ def _last_drill(context: Context, params: DrillParams) -> Finding:
 
 @check("metrics_ready")
 def _metrics_ready(context: Context, params: Params) -> Finding:
-    """Gates need data: under the app source every service has an up scrape target; under cloudrun
-    Prometheus holds Cloud Run's request series for it."""
+    """Gates need data: under the app source every service has an up scrape target (where Prometheus
+    lists targets) or at least request series; under cloudrun Cloud Run's request series exist."""
+    from ethixctl.adapters.prometheus import NotOffered
+
     prometheus = context.prometheus()
     problems = []
+    targets = None
     if context.metric_source == "app":
-        targets = prometheus.targets()
-        for service in context.services:
+        try:
+            targets = prometheus.targets()
+        except NotOffered:
+            targets = None  # Managed Prometheus: its collector scrapes; look for the series instead
+    for service in context.services:
+        if targets is not None:
             mine = [t for t in targets if t.labels.get("service") == service]
             if not mine:
                 problems.append(f"{service}: no scrape target")
             problems.extend(
                 f"{service}: target {t.scrape_url} is {t.health}" for t in mine if t.health != "up"
             )
-    else:
-        for service in context.services:
-            query = f'count(run_googleapis_com:request_count{{service_name="{service}"}})'
-            if not prometheus.query(query):
-                problems.append(f"{service}: no run_googleapis_com:request_count series")
+            continue
+        metric, label = (
+            ("http_requests_total", "service")
+            if context.metric_source == "app"
+            else ("run_googleapis_com:request_count", "service_name")
+        )
+        if not prometheus.query(f'count({metric}{{{label}="{service}"}})'):
+            problems.append(f"{service}: no {metric} series")
     return (
         _failed(problems)
         if problems

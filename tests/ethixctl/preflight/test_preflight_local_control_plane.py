@@ -36,8 +36,13 @@ class _Prometheus(BaseHTTPRequestHandler):
     """Answers /api/v1/targets with one target per service; ``down`` names services whose target is down."""
 
     down: ClassVar[set[str]] = set()
+    managed: ClassVar[bool] = False  # like Managed Service for Prometheus: no targets API, no series here
 
     def do_GET(self) -> None:
+        if self.managed and self.path.startswith("/api/v1/targets"):
+            self.send_response(404)
+            self.end_headers()
+            return
         if self.path.startswith("/api/v1/targets"):
             targets = [
                 {"labels": {"service": s, "revision": f"{s}-1"}, "health": "down" if s in self.down else "up",
@@ -237,6 +242,14 @@ def test_unanswered_questions_fail_and_down_targets_fail_local_control_plane(lab
     assert set(failed) == {"metrics_ready", "staging_signoff"}
     assert "ai-core: target http://127.0.0.1:1/ai-core is down" in failed["metrics_ready"]
     assert "--confirm staging_signoff=WHO" in failed["staging_signoff"]
+
+
+def test_without_a_targets_api_the_series_must_exist_local_control_plane(lab: Lab) -> None:
+    lab.prometheus.managed = True
+    failed = {r.id: r.detail for r in _run(lab).problems()}
+    assert failed == {
+        "metrics_ready": "ai-core: no http_requests_total series; backend: no http_requests_total series"
+    }
 
 
 def test_unreachable_prometheus_is_exit_5_not_a_verdict_local_control_plane(lab: Lab) -> None:
