@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
 
 EXIT_CODE_TABLE: list[tuple[int, str, str]] = [
     (0, "all", "success: promoted, rolled back on request, all smoke steps passed"),
-    (1, "all", "the operation failed (a smoke step failed, a deploy failed, …)"),
+    (1, "all", "the operation failed (a smoke step or a preflight item failed, a deploy failed, …)"),
     (2, "all", "bad usage: unknown flag, service or revision; invalid playbook or config file"),
     (3, "release", "the canary failed a gate and was rolled back automatically"),
     (3, "smoke", "the target did not answer (network errors after retries)"),
