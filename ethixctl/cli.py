@@ -37,7 +37,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "Releases": {
         "release": "Canary-release a new image: 10% → 50% → 100%, gated on Prometheus.",
         "rollback": "Move 100% of traffic back to the last good revision (or --to).",
-        "history": "The ledger: releases, gate outcomes, rollbacks, rollback rate.",
+        "history": "The ledger: every release, rotation and drill; traffic changes; rollback rate.",
         "smoke": "Run the post-deploy smoke suite against a deployment.",
         "preflight": "Check an environment against the runbook's pre-release and pre-production checklists.",
     },
