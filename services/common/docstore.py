@@ -10,20 +10,24 @@ timeout, and every read-modify-write in a ``BEGIN IMMEDIATE`` transaction, so co
 nothing. Unique indexes are real SQLite unique indexes on ``json_extract`` expressions.
 
 Snapshots (:func:`dump` / :func:`restore`) use the mongodump directory format, so they interoperate with
-``mongodump``/``mongorestore``.
+``mongodump``/``mongorestore``; :func:`consistent_read` gives every collection as of one point in time.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import re
 import sqlite3
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -130,6 +134,9 @@ def _check_update(update: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 # --- SQLite ------------------------------------------------------------------------------------------
+
+# Collections are tables named c_<collection>.
+_SQLITE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'c\\_%' ESCAPE '\\'"
 
 
 def _json_path(field: str) -> str:
@@ -291,17 +298,21 @@ class SqliteCollection(Collection):
                 ) from None
 
     def unique_indexes(self) -> list[str]:
-        conn = self.store._conn()
-        prefix = f"ux_{self.name}_"
-        rows = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (f"c_{self.name}",)
-        ).fetchall()
-        fields = []
-        for name, sql in rows:
-            match = re.search(r"json_extract\(doc, '\$\.(.+?)'\)", sql or "")
-            if name.startswith(prefix) and match:
-                fields.append(match.group(1).replace('"', ""))
-        return sorted(fields)
+        return _sqlite_unique_fields(self.store._conn(), self.name)
+
+
+def _sqlite_unique_fields(conn: sqlite3.Connection, name: str) -> list[str]:
+    """Fields of collection ``name`` with a unique index, read from ``sqlite_master`` on ``conn``."""
+    prefix = f"ux_{name}_"
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (f"c_{name}",)
+    ).fetchall()
+    fields = []
+    for index_name, sql in rows:
+        match = re.search(r"json_extract\(doc, '\$\.(.+?)'\)", sql or "")
+        if index_name.startswith(prefix) and match:
+            fields.append(match.group(1).replace('"', ""))
+    return sorted(fields)
 
 
 class _WriteTx:
@@ -350,10 +361,7 @@ class SqliteStore(DocStore):
         return SqliteCollection(self, name)
 
     def collection_names(self) -> list[str]:
-        rows = self._conn().execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'c\\_%' ESCAPE '\\'"
-        )
-        return sorted(row[0][2:] for row in rows)
+        return sorted(row[0][2:] for row in self._conn().execute(_SQLITE_TABLES))
 
     def ping(self) -> None:
         try:
@@ -432,10 +440,12 @@ class MongoCollection(Collection):
             raise self._dup(exc) from None
 
     def unique_indexes(self) -> list[str]:
-        info = self.raw.index_information()
-        return sorted(
-            spec["key"][0][0] for spec in info.values() if spec.get("unique") and len(spec["key"]) == 1
-        )
+        return _mongo_unique_fields(self.raw.index_information())
+
+
+def _mongo_unique_fields(info: Mapping[str, Any]) -> list[str]:
+    """Fields with a single-field unique index, from pymongo's ``index_information()``."""
+    return sorted(spec["key"][0][0] for spec in info.values() if spec.get("unique") and len(spec["key"]) == 1)
 
 
 class MongoStore(DocStore):
@@ -485,52 +495,194 @@ def open_store(url: str) -> DocStore:
 
 # --- Snapshots (mongodump directory format) ----------------------------------------------------------
 
+# mongorestore --gzip only reads files with these suffixes; without --gzip, the plain ones.
+DUMP_SUFFIXES = {False: (".bson", ".metadata.json"), True: (".bson.gz", ".metadata.json.gz")}
+_INSERT_BATCH = 1000
 
-def dump(store: DocStore, directory: str | Path) -> dict[str, int]:
-    """Write every collection to ``directory/<db>/<collection>.bson`` + ``.metadata.json``; returns counts."""
+
+@dataclass
+class CollectionView:
+    """One collection as a consistent read sees it; ``documents`` stream in ``_id`` order, ``_id`` first."""
+
+    name: str
+    unique_fields: list[str]
+    documents: Iterator[Document]
+
+
+@dataclass
+class DumpedCollection:
+    count: int
+    sha256: str  # over the BSON documents in _id order: the uncompressed .bson file
+    indexes: list[dict[str, Any]]
+    bson_bytes: int
+
+
+def index_specs(unique_fields: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``indexes`` of a ``.metadata.json``, as ``listIndexes`` reports them."""
+    specs: list[dict[str, Any]] = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
+    specs += [{"v": 2, "key": {field: 1}, "name": f"{field}_1", "unique": True} for field in unique_fields]
+    return specs
+
+
+def _id_first(doc: Document) -> Document:
+    # MongoDB stores _id first whatever order it was sent in; do the same so hashes agree across backends.
+    return {"_id": doc["_id"], **doc}
+
+
+def _sqlite_rows(conn: sqlite3.Connection, name: str) -> Iterator[Document]:
+    for row in conn.execute(f'SELECT doc FROM "c_{name}" ORDER BY id'):
+        yield _id_first(json.loads(row[0]))
+
+
+@contextmanager
+def consistent_read(store: DocStore) -> Iterator[list[CollectionView]]:
+    """Every collection as of one point in time, streamed while the block runs.
+
+    SQLite: one read transaction on a connection of its own (WAL keeps its snapshot while writers go
+    on). MongoDB: a snapshot session (``readConcern: snapshot``; needs a replica set, as Atlas has).
+    """
+    if isinstance(store, SqliteStore):
+        conn = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(store.busy_timeout_ms)}")
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("BEGIN")
+            # The first read fixes the snapshot; everything below sees the database as it was then.
+            names = sorted(row[0][2:] for row in conn.execute(_SQLITE_TABLES))
+            yield [CollectionView(n, _sqlite_unique_fields(conn, n), _sqlite_rows(conn, n)) for n in names]
+        finally:
+            conn.close()
+    elif isinstance(store, MongoStore):
+        with store.client.start_session(snapshot=True) as session:
+            names = sorted(store.db.list_collection_names(session=session))
+            views = []
+            for name in names:
+                raw = store.db[name]
+                unique = _mongo_unique_fields(raw.index_information(session=session))
+                cursor = raw.find({}, session=session).sort("_id", 1)
+                views.append(CollectionView(name, unique, (_id_first(doc) for doc in cursor)))
+            yield views
+    else:
+        raise DocStoreError(f"no consistent read for {type(store).__name__}")
+
+
+def _open(path: Path, mode: str, compressed: bool) -> IO[bytes]:
+    return gzip.open(path, mode) if compressed else open(path, mode)  # type: ignore[return-value]
+
+
+def dump(
+    store: DocStore,
+    directory: str | Path,
+    *,
+    compressed: bool = False,
+    visit: Callable[[str, Document], None] | None = None,
+) -> dict[str, DumpedCollection]:
+    """Write every collection, as of one point in time, to ``directory/<db>/<collection>.bson`` and
+    ``.metadata.json`` (``.gz`` for both with ``compressed``, like ``mongodump --gzip``).
+
+    ``visit(collection, document)`` sees each document as it is written (the DR manifest collects the
+    objects documents refer to this way). Returns per collection its count, SHA-256 and index specs.
+    """
     import bson
+    from bson import json_util
 
     target = Path(directory) / store.db_name
     target.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    for name in store.collection_names():
+    bson_suffix, meta_suffix = DUMP_SUFFIXES[compressed]
+    dumped: dict[str, DumpedCollection] = {}
+    with consistent_read(store) as views:
+        for view in views:
+            digest = hashlib.sha256()
+            count = size = 0
+            with _open(target / f"{view.name}{bson_suffix}", "wb", compressed) as out:
+                for doc in view.documents:
+                    data = bson.encode(doc)
+                    digest.update(data)
+                    out.write(data)
+                    count += 1
+                    size += len(data)
+                    if visit is not None:
+                        visit(view.name, doc)
+            indexes = index_specs(view.unique_fields)
+            metadata = {
+                "options": {},
+                "indexes": indexes,
+                "uuid": uuid.uuid4().hex,
+                "collectionName": view.name,
+                "type": "collection",
+            }
+            # Canonical Extended JSON, as mongodump writes it and mongorestore parses it.
+            text = json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS)
+            with _open(target / f"{view.name}{meta_suffix}", "wb", compressed) as out:
+                out.write(text.encode())
+            dumped[view.name] = DumpedCollection(count, digest.hexdigest(), indexes, size)
+    return dumped
+
+
+def _counted(docs: Iterator[Document], counter: list[int]) -> Iterator[Document]:
+    for doc in docs:
+        counter[0] += 1
+        yield doc
+
+
+def _bulk_insert(store: DocStore, name: str, docs: Iterator[Document]) -> int:
+    """Insert many documents at once: one transaction (SQLite) or batched ``insert_many`` (MongoDB)."""
+    counter = [0]
+    if isinstance(store, SqliteStore):
         coll = store.collection(name)
-        docs = coll.find({}, sort=[("_id", 1)])
-        with open(target / f"{name}.bson", "wb") as out:
-            for doc in docs:
-                out.write(bson.encode(doc))
-        indexes: list[dict[str, Any]] = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
-        indexes += [
-            {"v": 2, "key": {field: 1}, "name": f"{field}_1", "unique": True}
-            for field in coll.unique_indexes()
-        ]
-        metadata = {"indexes": indexes, "uuid": "", "collectionName": name, "type": "collection"}
-        (target / f"{name}.metadata.json").write_text(json.dumps(metadata))
-        counts[name] = len(docs)
-    return counts
+
+        def rows() -> Iterator[tuple[str, str]]:
+            for doc in _counted(docs, counter):
+                if not isinstance(doc.get("_id"), str):
+                    raise DocStoreError(f"{name}: the SQLite store needs string _id values")
+                try:
+                    yield doc["_id"], json.dumps(doc)
+                except TypeError as exc:
+                    raise DocStoreError(f"{name}: a document holds a non-JSON value ({exc})") from None
+
+        with store._write() as conn:
+            coll._ensure(conn)
+            try:
+                conn.executemany(f"INSERT INTO {coll.table} (id, doc) VALUES (?, ?)", rows())
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKeyError(f"duplicate key in {name}: {exc}") from None
+        return counter[0]
+    raw = store.collection(name)
+    batch: list[Document] = []
+    for doc in _counted(docs, counter):
+        batch.append(doc)
+        if len(batch) == _INSERT_BATCH:
+            raw.raw.insert_many(batch)  # type: ignore[attr-defined]
+            batch = []
+    if batch:
+        raw.raw.insert_many(batch)  # type: ignore[attr-defined]
+    return counter[0]
 
 
 def restore(store: DocStore, directory: str | Path, *, drop: bool = True) -> dict[str, int]:
-    """Load a mongodump directory (``directory/<db>/``) into ``store``; ``drop`` empties collections first."""
+    """Load a mongodump directory (``directory/<db>/``, plain or gzipped) into ``store``; ``drop``
+    empties each collection first (``mongorestore --drop``). Returns the documents loaded per collection.
+    """
     import bson
+    from bson import json_util
 
     source = Path(directory) / store.db_name
     if not source.is_dir():
         raise DocStoreError(f"no dump of database {store.db_name!r} under {directory}")
     counts: dict[str, int] = {}
-    for bson_path in sorted(source.glob("*.bson")):
-        name = bson_path.stem
-        coll = store.collection(name)
-        if drop:
-            coll.delete_many({})
-        docs = bson.decode_all(bson_path.read_bytes())
-        for doc in docs:
-            coll.insert_one(doc)
-        meta_path = source / f"{name}.metadata.json"
-        if meta_path.exists():
-            for index in json.loads(meta_path.read_text()).get("indexes", []):
-                keys = list(index.get("key", {}))
-                if index.get("unique") and len(keys) == 1 and keys[0] != "_id":
-                    coll.create_unique_index(keys[0])
-        counts[name] = len(docs)
+    for compressed, (bson_suffix, meta_suffix) in DUMP_SUFFIXES.items():
+        for bson_path in sorted(source.glob(f"*{bson_suffix}")):
+            name = bson_path.name.removesuffix(bson_suffix)
+            if drop:
+                store.collection(name).delete_many({})
+            with _open(bson_path, "rb", compressed) as handle:
+                counts[name] = _bulk_insert(store, name, bson.decode_file_iter(handle))
+            meta_path = source / f"{name}{meta_suffix}"
+            if meta_path.exists():
+                with _open(meta_path, "rb", compressed) as handle:
+                    metadata = json_util.loads(handle.read())
+                for index in metadata.get("indexes", []):
+                    keys = list(index.get("key", {}))
+                    if index.get("unique") and len(keys) == 1 and keys[0] != "_id":
+                        store.collection(name).create_unique_index(keys[0])
     return counts
