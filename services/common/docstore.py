@@ -570,6 +570,33 @@ def _open(path: Path, mode: str, compressed: bool) -> IO[bytes]:
     return gzip.open(path, mode) if compressed else open(path, mode)  # type: ignore[return-value]
 
 
+def _digest_view(
+    view: CollectionView,
+    write: Callable[[bytes], object] | None = None,
+    visit: Callable[[str, Document], None] | None = None,
+) -> DumpedCollection:
+    import bson
+
+    digest = hashlib.sha256()
+    count = size = 0
+    for doc in view.documents:
+        data = bson.encode(doc)
+        digest.update(data)
+        count += 1
+        size += len(data)
+        if write is not None:
+            write(data)
+        if visit is not None:
+            visit(view.name, doc)
+    return DumpedCollection(count, digest.hexdigest(), index_specs(view.unique_fields), size)
+
+
+def digest(store: DocStore) -> dict[str, DumpedCollection]:
+    """What :func:`dump` would report (counts, SHA-256, indexes) as of one point in time, writing nothing."""
+    with consistent_read(store) as views:
+        return {view.name: _digest_view(view) for view in views}
+
+
 def dump(
     store: DocStore,
     directory: str | Path,
@@ -583,7 +610,6 @@ def dump(
     ``visit(collection, document)`` sees each document as it is written (the DR manifest collects the
     objects documents refer to this way). Returns per collection its count, SHA-256 and index specs.
     """
-    import bson
     from bson import json_util
 
     target = Path(directory) / store.db_name
@@ -592,21 +618,11 @@ def dump(
     dumped: dict[str, DumpedCollection] = {}
     with consistent_read(store) as views:
         for view in views:
-            digest = hashlib.sha256()
-            count = size = 0
             with _open(target / f"{view.name}{bson_suffix}", "wb", compressed) as out:
-                for doc in view.documents:
-                    data = bson.encode(doc)
-                    digest.update(data)
-                    out.write(data)
-                    count += 1
-                    size += len(data)
-                    if visit is not None:
-                        visit(view.name, doc)
-            indexes = index_specs(view.unique_fields)
+                dumped[view.name] = _digest_view(view, out.write, visit)
             metadata = {
                 "options": {},
-                "indexes": indexes,
+                "indexes": dumped[view.name].indexes,
                 "uuid": uuid.uuid4().hex,
                 "collectionName": view.name,
                 "type": "collection",
@@ -615,7 +631,6 @@ def dump(
             text = json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS)
             with _open(target / f"{view.name}{meta_suffix}", "wb", compressed) as out:
                 out.write(text.encode())
-            dumped[view.name] = DumpedCollection(count, digest.hexdigest(), indexes, size)
     return dumped
 
 
