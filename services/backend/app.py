@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.backend import heartbeat
 from services.backend.deps import Backend
 from services.backend.routers import analyses, auth, datasets, health, users
 from services.backend.runner import AnalysisRunner
@@ -38,13 +39,16 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             runner = AnalysisRunner(settings, store, storage)
             await run_in_threadpool(runner.reap_orphans)
             app.state.backend = Backend(settings, store, storage, runner)
-            reaper = asyncio.create_task(runner.reap_forever())
+            tasks = [asyncio.create_task(runner.reap_forever())]
+            if settings.heartbeat_seconds > 0:
+                tasks.append(asyncio.create_task(heartbeat.beat_forever(store, settings)))
             try:
                 yield
             finally:
-                reaper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await runner.close()
         finally:
             store.close()

@@ -40,6 +40,8 @@ class BackendSettings(ServiceSettings):
     password_hash_memory_kib: int = Field(default=65_536, ge=1024)
     password_hash_time_cost: int = Field(default=3, ge=1)
     readiness_timeout_seconds: float = Field(default=0.4, gt=0, le=5)
+    # The heartbeat document that measures RPO after a restore (services/backend/heartbeat.py); 0: off.
+    heartbeat_seconds: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> BackendSettings:
