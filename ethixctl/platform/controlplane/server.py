@@ -23,6 +23,7 @@ from google.protobuf import json_format
 
 from ethixctl.platform.controlplane import apierror
 from ethixctl.platform.controlplane.apierror import ApiError
+from ethixctl.platform.controlplane.atlas import LocalAtlas
 from ethixctl.platform.controlplane.cloudrun import CloudRun
 from ethixctl.platform.controlplane.secretmanager import SecretManager
 from ethixctl.platform.controlplane.store import message_to_dict as _msg
@@ -55,6 +56,7 @@ class ControlPlane:
     def __init__(self, store_dir: Path, runtime: Runtime, startup_timeout: float):
         self.secrets = SecretManager(store_dir / "secretmanager.json", store_dir / "secretmanager.key")
         self.cloudrun = CloudRun(store_dir / "cloudrun.json", runtime, self.secrets, startup_timeout)
+        self.atlas = _local_atlas(store_dir.parent)
         run, sec = self.cloudrun, self.secrets
         svc = rf"{_LOC}/services/(?P<svc>{_SEG})"
         rev = rf"{svc}/revisions/(?P<rev>{_SEG})"
@@ -132,6 +134,7 @@ class ControlPlane:
                 ),
             ),
         ]
+        self.routes += self.atlas.routes()
         self.compiled = [(m, re.compile(p + "$"), h) for m, p, h in self.routes]
 
     def dispatch(self, method: str, target: str, body: str) -> tuple[int, Any]:
@@ -155,6 +158,14 @@ class ControlPlane:
         return 404, apierror.not_found(
             f"the local control plane does not implement {method} {parts.path}"
         ).body()
+
+
+def _local_atlas(state_dir: Path) -> LocalAtlas:
+    """The Atlas subset over this state dir's snapshots, with the DR playbook's local cluster."""
+    from ethixctl.dr import playbook
+
+    book = playbook.load()
+    return LocalAtlas(state_dir, book.target("local").cluster, book.retention.snapshots)
 
 
 def _parse(kind: Any, body: str) -> Any:
@@ -239,6 +250,7 @@ class ControlPlaneServer:
 
     def shutdown(self) -> None:
         self.plane.cloudrun.shutdown()
+        self.plane.atlas.shutdown()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
@@ -251,12 +263,18 @@ def serve(
     port: int = 0,
     *,
     startup_timeout: float = 120.0,
+    snapshot_every: float | None = None,
 ) -> ControlPlaneServer:
-    """Start the control plane in a background thread; stored services get their revisions restarted."""
+    """Start the control plane in a background thread; stored services get their revisions restarted.
+
+    With ``snapshot_every`` (seconds), the live cluster is snapshotted on that schedule.
+    """
     store_dir.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(store_dir, runtime, startup_timeout)
     httpd = ThreadingHTTPServer((host, port), _handler_class(plane))
     httpd.daemon_threads = True
     server = ControlPlaneServer(plane, httpd)
     plane.cloudrun.restore()
+    if snapshot_every is not None:
+        plane.atlas.start_schedule(snapshot_every)
     return server

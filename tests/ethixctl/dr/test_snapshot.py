@@ -16,6 +16,7 @@ from ethixctl.dr import objects, snapshot, verify
 from services.common.docstore import SqliteStore
 from services.common.storage import LocalObjectStore
 from tests.ethixctl.dr import mongodump_reader
+from tests.ethixctl.dr.workload import seed
 
 
 @dataclass
@@ -24,28 +25,6 @@ class World:
     live: LocalObjectStore
     backups: LocalObjectStore
     root: Path
-
-
-def seed(store: SqliteStore, live: LocalObjectStore, users: int = 3) -> None:
-    """What the backend writes: users, datasets (file in the bucket), analyses with reports, a heartbeat."""
-    store["users"].create_unique_index("email")
-    for u in range(users):
-        user_id = store["users"].insert_one(
-            {"email": f"user{u}@example.com", "created_at": "2026-12-01T10:00:00+00:00"}
-        )
-        for d in range(2):
-            key = f"datasets/{user_id}/d{d}.csv"
-            generation = live.put(key, f"a,b\n{u},{d}\n".encode(), if_generation_match=0)
-            dataset_id = store["datasets"].insert_one(
-                {"owner_id": user_id, "object_key": key, "generation": generation, "rows": 1,
-                 "created_at": "2026-12-01T10:00:01+00:00"}
-            )  # fmt: skip
-            store["analyses"].insert_one(
-                {"owner_id": user_id, "dataset_id": dataset_id, "status": "succeeded",
-                 "report": {"fairness": {"dp": 0.1 * d}, "n": [1, 2.5, None, True]},
-                 "created_at": "2026-12-01T10:00:02+00:00", "finished_at": "2026-12-01T10:00:03+00:00"}
-            )  # fmt: skip
-    store["heartbeats"].insert_one({"_id": "backend", "at": 1_796_172_800.5, "revision": "backend-00001-abc"})
 
 
 @pytest.fixture
