@@ -40,11 +40,11 @@ def run() -> dict[str, object]:
 def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
     from ethixctl.adapters.cloudrun import CloudRun
     from ethixctl.adapters.prometheus import Prometheus
+    from ethixctl.ops.ledger import Ledger
     from ethixctl.release import analysis, playbook
-    from ethixctl.release.ledger import Ledger
     from ethixctl.release.notify import Event, Notifier
     from ethixctl.release.orchestrator import Options, Orchestrator
-    from ethixctl.release.rollback import rollback
+    from ethixctl.release.rollback import plan_rollback, rollback
 
     run = CloudRun("local", "local", endpoint=info["control_plane_url"])
     book = playbook.load()
@@ -77,7 +77,8 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
         rollbacks = []
         bare = []
         for _ in range(3):
-            outcome = rollback(run, ledger, notify, "backend", "local")
+            planned = plan_rollback(run, ledger, "backend", "local", None)
+            outcome = rollback(run, ledger, notify, planned)
             rollbacks.append(outcome.only_target_seconds)
             t0 = time.monotonic()
             run.set_traffic("backend", run.serving_split("backend"))

@@ -26,11 +26,10 @@ def command(
 
       ethixctl status backend --json
     """
-    output.configure(json_mode=json)
-    from ethixctl.config import load_environment
+    from ethixctl.config import resolve_environment
     from ethixctl.platform.status import collect
 
-    data = collect(load_environment(env, state_dir), service)
+    data = collect(resolve_environment(env, state_dir), service)
     if json:
         output.emit_json(data)
     else:
@@ -38,19 +37,16 @@ def command(
 
 
 def _render(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
     parts = data.get("platform")
     if parts:
-        line = "  ".join(
-            f"{name}: {'[green]up[/green]' if ok == 'up' else '[red]' + ok + '[/red]'}"
-            for name, ok in parts.items()
-        )
-        output.show(f"[bold]{data['environment']}[/bold]  {line}")
+        line = output.markup("[bold]{}[/bold]", data["environment"])
+        for name, ok in parts.items():
+            line += output.markup("  {}: [{}]{}[/]", name, "green" if ok == "up" else "red", ok)
+        output.show(line)
         if any(ok != "up" for ok in parts.values()):
             output.warn("part of the platform is down: `ethixctl up` repairs it")
     for svc in data["services"]:
-        output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
+        output.show(output.markup("\n[bold]{}[/bold]  {}", svc["name"], svc["url"]))
         release = svc.get("release_in_progress")
         if release:
             output.warn(
@@ -59,7 +55,7 @@ def _render(data: dict[str, Any]) -> None:
                 f"`ethixctl release {svc['name']} --resume` continues it, "
                 f"`ethixctl rollback {svc['name']}` ends it"
             )
-        table = Table(show_header=True, header_style="bold")
+        table = output.table(show_header=True, header_style="bold")
         for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):
             table.add_column(column)
         for rev in svc["revisions"]:
@@ -68,7 +64,7 @@ def _render(data: dict[str, Any]) -> None:
                 rev["name"],
                 f"{rev['percent']}%",
                 tags,
-                "[green]yes[/green]" if rev["ready"] else "[red]no[/red]",
+                output.markup("[green]yes[/green]") if rev["ready"] else output.markup("[red]no[/red]"),
                 "" if rev["restarts"] is None else str(rev["restarts"]),
                 rev["prometheus"],
                 rev["image"].split("@sha256:")[0]

@@ -92,13 +92,14 @@ def _releases_in_progress(environment: Environment, services: list[str]) -> dict
     """Releases the ledger records as unfinished: a running canary, or one interrupted mid-way."""
     if not (environment.state_dir / "ledger.db").exists():
         return {}
-    from ethixctl.release.ledger import Ledger
+    from ethixctl.ops.ledger import Ledger
+    from ethixctl.release import releases
 
     ledger = Ledger(environment.state_dir)
     try:
         found = {}
         for service in services:
-            release = ledger.in_progress(service, environment.name)
+            release = releases.in_progress(ledger, service, environment.name)
             if release is not None:
                 found[service] = {
                     "id": release.id,

@@ -122,6 +122,16 @@ def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: st
     return True, ""
 
 
+def service_rate(prometheus: Prometheus, book: Playbook, service: str, window: float) -> float | None:
+    """Requests/s the whole service receives; None when Prometheus cannot say. A service with no
+    request series at all receives nothing (0.0)."""
+    query = render(book.analysis.rate_query, service=service, window=window_text(window))
+    try:
+        return _scalar(prometheus, query, time.time()) or 0.0
+    except (PrometheusUnavailable, QueryError):
+        return None
+
+
 def evaluate(
     prometheus: Prometheus,
     book: Playbook,

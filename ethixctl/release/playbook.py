@@ -41,19 +41,25 @@ def render(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def _check_template(query: str) -> str:
+def _check_placeholders(query: str) -> str:
     unknown = sorted({name for name in _PLACEHOLDER.findall(query) if name not in PLACEHOLDERS})
     if unknown:
         raise ValueError(
             f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
             f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
         )
-    if "{revision}" not in query:
+    return query
+
+
+def _check_template(query: str) -> str:
+    if "{revision}" not in _check_placeholders(query):
         raise ValueError("the query must select the revision with {revision}")
     return query
 
 
 PromQL = Annotated[str, AfterValidator(_check_template)]
+# A query over the whole service (every revision), e.g. its request rate.
+ServicePromQL = Annotated[str, AfterValidator(_check_placeholders)]
 
 
 def window_text(seconds: float) -> str:
@@ -171,6 +177,8 @@ class Analysis(Strict):
     window: Seconds = 60
     min_requests: int = Field(default=20, ge=1)
     requests_query: PromQL
+    # The whole service's request rate (requests/s) before a release: can the canary get enough data?
+    rate_query: ServicePromQL
     # Target labels that identify the canary's scrape target; values are templates.
     target_labels: dict[str, str] = Field(default_factory=lambda: {"revision": "{revision}"})
     inconclusive_limit: int = Field(default=3, ge=1)

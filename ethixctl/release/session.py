@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ethixctl.release.ledger import Ledger
+from ethixctl.ops.ledger import Ledger
 
 if TYPE_CHECKING:
     from ethixctl.adapters.cloudrun import CloudRun
@@ -36,9 +36,9 @@ class Session:
 
 
 def open_session(env: str | None, state_dir: Path | None) -> Session:
-    from ethixctl.config import load_environment
+    from ethixctl.config import resolve_environment
 
-    environment = load_environment(env, state_dir)
+    environment = resolve_environment(env, state_dir)
     return Session(environment, Ledger(environment.state_dir))
 
 

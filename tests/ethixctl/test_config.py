@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ethixctl.config import load_environment
+from ethixctl.config import resolve_environment
 from ethixctl.errors import PlatformUnavailable, PlaybookError, UsageError
 from ethixctl.platform import state
 
@@ -37,7 +37,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_toml_default_env_and_secret_hidden_in_repr(tmp_path: Path) -> None:
     (tmp_path / "ethixctl.toml").write_text(CONFIG)
-    env = load_environment()
+    env = resolve_environment()
     assert (env.name, env.kind, env.project, env.region) == (
         "staging",
         "cloudrun",
@@ -55,14 +55,14 @@ def test_flags_beat_env_vars_beat_file(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("ETHIXCTL_PROMETHEUS_URL", "http://prom.override:9090")
     monkeypatch.setenv("ETHIXCTL_SLACK_WEBHOOK", "https://hooks.example/from-env")
     monkeypatch.setenv("ETHIXCTL_STATE_DIR", str(tmp_path / "from-env"))
-    env = load_environment()
+    env = resolve_environment()
     assert env.prometheus_url == "http://prom.override:9090"
     assert env.slack_webhook == "https://hooks.example/from-env"
     assert env.state_dir == (tmp_path / "from-env").resolve()
-    assert load_environment(state_dir=tmp_path / "flag").state_dir == (tmp_path / "flag").resolve()
+    assert resolve_environment(state_dir=tmp_path / "flag").state_dir == (tmp_path / "flag").resolve()
     monkeypatch.setenv("ETHIXCTL_ENV", "local")
     with pytest.raises(PlatformUnavailable) as info:
-        load_environment()
+        resolve_environment()
     assert info.value.hint is not None and "ethixctl up" in info.value.hint
 
 
@@ -89,7 +89,7 @@ def test_local_reads_running_platform(tmp_path: Path) -> None:
             state_dir / state.PLATFORM_FILE,
             {"control_plane_url": "http://127.0.0.1:1111", "prometheus_url": "http://127.0.0.1:2222"},
         )
-        env = load_environment("local", state_dir=state_dir)
+        env = resolve_environment("local", state_dir=state_dir)
         assert (env.kind, env.project, env.region) == ("local", "local", "local")
         assert env.run_endpoint == env.secrets_endpoint == "http://127.0.0.1:1111"
         assert env.prometheus_url == "http://127.0.0.1:2222"
@@ -118,7 +118,7 @@ def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, expecte
     path = tmp_path / "ethixctl.toml"
     path.write_text(text)
     with pytest.raises(PlaybookError) as info:
-        load_environment("prod")
+        resolve_environment("prod")
     assert str(path) in info.value.message
     assert expected in info.value.message
 
@@ -126,6 +126,6 @@ def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, expecte
 def test_unknown_environment_and_missing_explicit_file(tmp_path: Path) -> None:
     (tmp_path / "ethixctl.toml").write_text(CONFIG)
     with pytest.raises(UsageError, match="unknown environment 'prod'"):
-        load_environment("prod")
+        resolve_environment("prod")
     with pytest.raises(UsageError, match="not found"):
-        load_environment(config_path=tmp_path / "missing.toml")
+        resolve_environment(config_path=tmp_path / "missing.toml")
