@@ -40,6 +40,10 @@ COMMANDS: dict[str, dict[str, str]] = {
         "history": "The ledger: releases, gate outcomes, rollbacks, rollback rate.",
         "smoke": "Run the post-deploy smoke suite against a deployment.",
     },
+    "Disaster recovery": {
+        "backup": "Take, list and show snapshots (mongodump layout + manifest).",
+        "dr-drill": "Restore a snapshot into scratch, verify, smoke-test, measure RTO/RPO.",
+    },
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
         "status": "Services, revisions, traffic, tags, readiness and Prometheus targets.",
