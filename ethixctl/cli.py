@@ -43,6 +43,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "Disaster recovery": {
         "backup": "Take, list and show snapshots (mongodump layout + manifest).",
         "dr-drill": "Restore a snapshot into scratch, verify, smoke-test, measure RTO/RPO.",
+        "restore": "The real recovery: restore a snapshot into a new target, optionally switch to it.",
     },
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",

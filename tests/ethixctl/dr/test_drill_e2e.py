@@ -222,6 +222,7 @@ def test_objects_scenario_restores_a_lost_object_from_the_backup_and_overwrites_
     assert report["measured"]["rpo_seconds"] == 0
     # The live bucket was only read: the lost object is still lost there, nothing else changed.
     assert platform.live_bucket().list() == sorted(set(live_before) - {lost})
+    platform.live_bucket().put(lost, platform.backups().get(manifest["objects"][0]["backup"]))
 
 
 def test_a_corrupt_snapshot_file_fails_the_drill_naming_the_collection(
@@ -276,3 +277,64 @@ def test_sigkill_mid_drill_is_cleaned_up_by_the_next_run(
     assert left not in {r.name for r in platform.cloud_run().list_revisions("backend")}
     ended = next(op for op in drill_ops(platform) if op.id == victim.id)
     assert ended.status == "aborted" and "cleaned up" in ended.reason
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [("ethix", "is the live cluster"), ("ethix-dr-scratch", "scratch cluster the drills wipe")],
+)
+def test_restore_refuses_the_live_and_the_scratch_cluster(
+    platform: Platform, snapshot_id: str, capsys: pytest.CaptureFixture[str], target: str, problem: str
+) -> None:
+    code, _, err = run(capsys, platform, "restore", "--snapshot", snapshot_id, "--to", target, "--yes")
+    assert code == ExitCode.USAGE and problem in err
+
+
+def test_restore_dry_run_changes_nothing(
+    platform: Platform, snapshot_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(drill_ops(platform))
+    code, plan, _ = run(
+        capsys, platform, "restore", "--snapshot", snapshot_id, "--to", "ethix-restored-1", "--switch",
+        "--dry-run", "--json",
+    )  # fmt: skip
+    assert code == 0 and plan["dry_run"] and plan["steps"] == ["restoring", "verifying", "switching"]
+    assert not local.cluster_path(platform.state_dir, "ethix-restored-1").exists()
+    with Ledger(platform.state_dir) as ledger:
+        assert ledger.operations("local", "restore") == []
+    assert len(drill_ops(platform)) == before
+
+
+def test_restore_and_switch_serves_the_restored_data(
+    platform: Platform, snapshot_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user registered after the snapshot is gone once the backend is switched to the restored data;
+    the database URL reaches the new revision through the database-url secret, not its env."""
+    late = {"email": f"late-{secrets.token_hex(4)}@example.com", "password": secrets.token_hex(8)}
+    assert httpx.post(f"{platform.backend}/api/v1/auth/register", json=late, timeout=30).status_code == 201
+    code, result, err = run(
+        capsys, platform, "restore", "--snapshot", snapshot_id, "--to", "ethix-restored-1", "--switch",
+        "--yes", "--json",
+    )  # fmt: skip
+    assert code == 0, result
+    assert result["status"] == "switched" and all(c["passed"] for c in result["checks"])
+    run_api = platform.cloud_run()
+    assert run_api.serving_split("backend") == {result["revision"]: 100}
+    revision = run_api.get_revision("backend", result["revision"])
+    assert "ETHIX_DATABASE_URL" not in revision.env  # a secret reference, not a value
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        status = httpx.post(f"{platform.backend}/api/v1/auth/login", json=late, timeout=30).status_code
+        if status == 401:
+            break
+        time.sleep(0.2)
+    assert status == 401
+    with Ledger(platform.state_dir) as ledger:
+        (op,) = ledger.operations("local", "restore")
+    assert op.status == "switched" and op.details["secret_version"] == result["secret_version"]
+    # The restored cluster is live now: it can no longer be a restore target.
+    code, _, err = run(
+        capsys, platform, "restore", "--snapshot", snapshot_id, "--to", "ethix-restored-1", "--yes"
+    )
+    assert code == ExitCode.USAGE and "serves the platform now" in err
