@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [NAME ...]`` (names: cli, ai_core, platform, release, smoke).
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (names: cli, ai_core, dr, platform, release, smoke).
 
 Every benchmark measures its own baseline in the same run (the machines are shared and noisy) and
 reports ratios against it. The summary is printed as JSON and written to ``bench/results/latest.json``;

@@ -640,7 +640,7 @@ def _counted(docs: Iterator[Document], counter: list[int]) -> Iterator[Document]
         yield doc
 
 
-def _bulk_insert(store: DocStore, name: str, docs: Iterator[Document]) -> int:
+def bulk_insert(store: DocStore, name: str, docs: Iterator[Document]) -> int:
     """Insert many documents at once: one transaction (SQLite) or batched ``insert_many`` (MongoDB)."""
     counter = [0]
     if isinstance(store, SqliteStore):
@@ -691,7 +691,7 @@ def restore(store: DocStore, directory: str | Path, *, drop: bool = True) -> dic
             if drop:
                 store.collection(name).delete_many({})
             with _open(bson_path, "rb", compressed) as handle:
-                counts[name] = _bulk_insert(store, name, bson.decode_file_iter(handle))
+                counts[name] = bulk_insert(store, name, bson.decode_file_iter(handle))
             meta_path = source / f"{name}{meta_suffix}"
             if meta_path.exists():
                 with _open(meta_path, "rb", compressed) as handle:

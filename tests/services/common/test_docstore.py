@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from services.common.docstore import (
     DuplicateKeyError,
     MongoStore,
     SqliteStore,
+    bulk_insert,
     dump,
     open_store,
     restore,
@@ -240,11 +240,7 @@ def test_sqlite_dump_is_one_point_in_time_while_another_process_writes(tmp_path:
     # Bulk in `a` makes dumping it take a while, so the writer commits many rounds meanwhile.
     store["a"].insert_one({"_id": "~pad-0", "pad": "x" * 10})
     store["b"].insert_one({"_id": "~pad-0", "pad": "x" * 10})
-    with store._write() as conn:
-        conn.executemany(
-            'INSERT INTO "c_a" (id, doc) VALUES (?, ?)',
-            ((f"~pad-{i}", json.dumps({"_id": f"~pad-{i}", "pad": "x" * 200})) for i in range(1, 40_000)),
-        )
+    bulk_insert(store, "a", ({"_id": f"~pad-{i}", "pad": "x" * 200} for i in range(1, 40_000)))
     writer = multiprocessing.get_context("spawn").Process(target=_writer, args=(path, 100_000))
     writer.start()
     try:
