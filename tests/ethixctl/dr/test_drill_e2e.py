@@ -270,8 +270,10 @@ def test_sigkill_mid_drill_is_cleaned_up_by_the_next_run(
     left = victim.details["revision"]
     assert left in {r.name for r in platform.cloud_run().list_revisions("backend")}
 
-    code, report, err = run(capsys, platform, "dr-drill", "--json")
+    code, report, err = run(capsys, platform, "dr-drill", "--scenario", "full", "--json")
     assert code == ExitCode.OK, (report or {}).get("reason", err)
+    assert report["targets"]["against"] == "objectives" and len(report["objects"]["damage"]) == 2
+    assert all(c["passed"] for c in report["checks"]) and report["smoke"]["outcome"] == "passed"
     assert [a["id"] for a in report["abandoned_cleaned"]] == [victim.id]
     assert report["abandoned_cleaned"][0]["cleaned"]["revision"] == left
     assert left not in {r.name for r in platform.cloud_run().list_revisions("backend")}
