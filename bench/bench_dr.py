@@ -29,10 +29,11 @@ DRILL_GOAL_SECONDS = 60.0
 
 def _fill(path: Path) -> None:
     """100k documents shaped like the backend's (users, datasets, analyses with small reports)."""
-    from services.common.docstore import SqliteStore, bulk_insert
+    from services.backend.app import prepare_store
+    from services.common.docstore import SqliteStore
 
     store = SqliteStore(path)
-    store["users"].create_unique_index("email")
+    prepare_store(store)  # the backend's indexes: snapshots carry them, restores rebuild them
     third = DOCUMENTS // 3
     users = (
         {"_id": f"u{i:07d}", "email": f"user{i}@example.com", "created_at": "2026-12-01T10:00:00+00:00"}
@@ -64,7 +65,7 @@ def _fill(path: Path) -> None:
         for i in range(DOCUMENTS - 2 * third)
     )
     for name, docs in (("users", users), ("datasets", datasets), ("analyses", analyses)):
-        bulk_insert(store, name, docs)
+        store[name].insert_many(docs)
     store.close()
 
 

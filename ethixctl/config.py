@@ -13,6 +13,12 @@ Example ``ethixctl.toml``::
     project = "ethix-staging"
     region = "europe-west1"
     prometheus_url = "https://prometheus.staging.example.com"
+    prometheus_auth = "bearer"                       # none | google | bearer | basic
+    prometheus_secret = "prometheus-token:current"   # Secret Manager secret[:version or alias]
+    metric_source = "app"                            # app | cloudrun: which metrics the gates read
+
+``prometheus_url = "managed"`` means Google Cloud Managed Service for Prometheus in ``project``, read
+with application-default credentials (``prometheus_auth`` defaults to ``google`` there).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from ethixctl.adapters.prometheus import AuthKind, MetricSource, managed_url
 from ethixctl.errors import PlatformUnavailable, PlaybookError, UsageError
 from ethixctl.platform import state
 
@@ -44,6 +51,12 @@ class EnvironmentTable(BaseModel):
     run_endpoint: str | None = None
     secrets_endpoint: str | None = None
     prometheus_url: str | None = None
+    # none (default; google when prometheus_url = "managed") | google | bearer | basic
+    prometheus_auth: AuthKind | None = None
+    # The Secret Manager secret (``name`` or ``name:version``) holding the bearer token or user:password.
+    prometheus_secret: str | None = None
+    # Which metrics the release gates read (the playbook's per-source queries); None: the playbook's.
+    metric_source: MetricSource | None = None
     state_dir: str | None = None
     slack_webhook: str | None = None
 
@@ -53,6 +66,12 @@ class EnvironmentTable(BaseModel):
             missing = [f for f in ("project", "region", "prometheus_url") if not getattr(self, f)]
             if missing:
                 raise ValueError(f'{missing[0]}: required for kind = "cloudrun"')
+        elif self.prometheus_url == "managed":
+            raise ValueError('prometheus_url: "managed" needs kind = "cloudrun" and its project')
+        if self.prometheus_auth in ("bearer", "basic") and not self.prometheus_secret:
+            raise ValueError(
+                f'prometheus_secret: required for prometheus_auth = "{self.prometheus_auth}" (a secret id)'
+            )
         return self
 
 
@@ -76,6 +95,9 @@ class Environment:
     state_dir: Path
     slack_webhook: str | None = field(default=None, repr=False)
     platform_running: bool = True
+    prometheus_auth: AuthKind = "none"
+    prometheus_secret: str | None = None  # a secret's name, never its value
+    metric_source: MetricSource | None = None
 
     def __repr__(self) -> str:
         webhook = "'***'" if self.slack_webhook else "None"
@@ -83,7 +105,9 @@ class Environment:
             f"Environment(name={self.name!r}, kind={self.kind!r}, project={self.project!r}, "
             f"region={self.region!r}, run_endpoint={self.run_endpoint!r}, "
             f"secrets_endpoint={self.secrets_endpoint!r}, prometheus_url={self.prometheus_url!r}, "
-            f"state_dir={str(self.state_dir)!r}, slack_webhook={webhook})"
+            f"state_dir={str(self.state_dir)!r}, slack_webhook={webhook}, "
+            f"prometheus_auth={self.prometheus_auth!r}, prometheus_secret={self.prometheus_secret!r}, "
+            f"metric_source={self.metric_source!r})"
         )
 
     def require_platform(self) -> Environment:
@@ -120,11 +144,26 @@ def _config_error(path: Path, text: str, error: ValidationError) -> PlaybookErro
         known = ", ".join(EnvironmentTable.model_fields if section else ConfigFile.model_fields)
         problem = f"unknown field (known: {known})"
     elif first["type"] == "literal_error":
-        problem = f"must be one of local, cloudrun, got {first['input']!r}"
+        problem = f"must be one of {', '.join(_choices(key))}, got {first['input']!r}"
     elif first["type"].endswith("_type"):
         problem = f"must be a {first['type'].removesuffix('_type')}, got {type(first['input']).__name__}"
     where = ".".join(part for part in (section, key) if part) or None
     return PlaybookError(str(path), _line_of(text, section, key), where, problem)
+
+
+def _choices(key: str | None) -> list[str]:
+    """The allowed values of a Literal field of an environment table."""
+    field_info = EnvironmentTable.model_fields.get(key or "")
+    if field_info is None:
+        return []
+    stack: list[Any] = [field_info.annotation]
+    values: list[str] = []
+    while stack:
+        annotation = stack.pop(0)
+        args = get_args(annotation)
+        values.extend(a for a in args if isinstance(a, str))
+        stack.extend(a for a in args if not isinstance(a, str))
+    return values
 
 
 def read_config(path: Path | None, environ: Mapping[str, str]) -> tuple[Path, ConfigFile] | None:
@@ -172,11 +211,15 @@ def resolve_environment(
     webhook = environ.get("ETHIXCTL_SLACK_WEBHOOK") or table.slack_webhook
     prometheus_override = environ.get("ETHIXCTL_PROMETHEUS_URL")
     if table.kind == "cloudrun":
+        prometheus_url = prometheus_override or table.prometheus_url or ""
+        managed = prometheus_url == "managed"
         return Environment(
             name=chosen, kind="cloudrun", project=table.project or "", region=table.region or "",
             run_endpoint=table.run_endpoint, secrets_endpoint=table.secrets_endpoint,
-            prometheus_url=prometheus_override or table.prometheus_url or "", state_dir=directory,
-            slack_webhook=webhook,
+            prometheus_url=managed_url(table.project or "") if managed else prometheus_url,
+            state_dir=directory, slack_webhook=webhook,
+            prometheus_auth=table.prometheus_auth or ("google" if managed else "none"),
+            prometheus_secret=table.prometheus_secret, metric_source=table.metric_source,
         )  # fmt: skip
     platform: dict[str, Any] = state.platform_info(directory) or {}
     control_plane = platform.get("control_plane_url")
@@ -186,6 +229,8 @@ def resolve_environment(
         secrets_endpoint=table.secrets_endpoint or control_plane,
         prometheus_url=prometheus_override or table.prometheus_url or platform.get("prometheus_url", ""),
         state_dir=directory, slack_webhook=webhook, platform_running=bool(control_plane),
+        prometheus_auth=table.prometheus_auth or "none", prometheus_secret=table.prometheus_secret,
+        metric_source=table.metric_source,
     )  # fmt: skip
     return environment.require_platform() if need_platform else environment
 

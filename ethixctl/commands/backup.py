@@ -177,12 +177,14 @@ def _show_manifest(manifest: dict[str, Any]) -> None:
         f"snapshot {manifest['id']} of {manifest['cluster']}: point in time {manifest['point_in_time']}, "
         f"newest write {manifest['newest_write']}, newest heartbeat {manifest['newest_heartbeat']}"
     )
+    from ethixctl.dr.snapshot import describe_indexes, indexes_of
+
     table = output.table(title="collections", header_style="bold")
-    for column in ("collection", "documents", "sha256", "unique indexes"):
+    for column in ("collection", "documents", "sha256", "indexes"):
         table.add_column(column)
     for name, coll in manifest["collections"].items():
-        unique = ", ".join(next(iter(i["key"])) for i in coll["indexes"] if i.get("unique")) or "—"
-        table.add_row(name, str(coll["count"]), coll["sha256"][:16] + "…", unique)
+        indexes = describe_indexes(indexes_of(coll["indexes"]))
+        table.add_row(name, str(coll["count"]), coll["sha256"][:16] + "…", indexes)
     output.show(table)
     output.show(
         f"{len(manifest['objects'])} stored objects, {len(manifest['files'])} files, "

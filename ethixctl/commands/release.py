@@ -108,6 +108,7 @@ def command(
     session = open_session(env, state_dir)
     try:
         environment = session.environment
+        book = book.for_environment(environment.name, environment.metric_source)
         if image == "build" and not resume:
             image = _build(service, environment)
         elif image:
@@ -117,7 +118,9 @@ def command(
             hold=hold, interval=interval, load_rps=load, skip_canary=skip_canary, on_failure=on_failure.value,
         )  # fmt: skip
         platform = session.cloud_run()
-        with session.prometheus() as prometheus:
+        # One Prometheus call (retries included) must fit in one gate interval.
+        budget = book.timing(environment.name, hold, interval).interval or book.interval
+        with session.prometheus(budget) as prometheus:
             renderer = _Renderer(json=json)
             notify = Notifier(
                 session.ledger, service, environment.name, renderer, book.notifications,

@@ -71,6 +71,16 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def indexes_of(specs: list[dict[str, Any]]) -> list[docstore.Index]:
+    """The indexes a manifest or metadata file lists (``listIndexes`` specs; ``_id`` left out), by name."""
+    found = (docstore.index_from_spec(spec) for spec in specs)
+    return sorted((index for index in found if index is not None), key=lambda index: index.name)
+
+
+def describe_indexes(indexes: list[docstore.Index]) -> str:
+    return ", ".join(f"{index.name} (unique)" if index.unique else index.name for index in indexes) or "none"
+
+
 @dataclass
 class _Seen:
     """What the documents of a snapshot reveal while they stream past."""

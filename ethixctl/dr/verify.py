@@ -1,9 +1,9 @@
 """Is restored data what the snapshot's manifest says it holds? Every check names what it looked at.
 
 Database: per collection the document count, the SHA-256 over the BSON documents in ``_id`` order and
-the unique indexes, against the manifest (MongoDB's own check is ``dbHash``; this one also works on the
-SQLite store and is computed the same way on both sides). References: every analysis's dataset exists;
-every dataset's object exists in the bucket with the manifest's checksum.
+every index (keys, directions, uniqueness), against the manifest (MongoDB's own check is ``dbHash``;
+this one also works on the SQLite store and is computed the same way on both sides). References: every
+analysis's dataset exists; every dataset's object exists in the bucket with the manifest's checksum.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ethixctl.dr.snapshot import sha256
+from ethixctl.dr.snapshot import describe_indexes, indexes_of, sha256
 from services.common import docstore
 from services.common.storage import ObjectNotFound, ObjectStore
 
@@ -25,12 +25,6 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _unique_fields(indexes: list[dict[str, Any]]) -> list[str]:
-    return sorted(
-        next(iter(spec["key"])) for spec in indexes if spec.get("unique") and len(spec.get("key", {})) == 1
-    )
 
 
 def database(target: docstore.DocStore, manifest: dict[str, Any]) -> list[Check]:
@@ -58,9 +52,14 @@ def database(target: docstore.DocStore, manifest: dict[str, Any]) -> list[Check]
                 f"sha256 {found.sha256[:12]}… (manifest: {expected['sha256'][:12]}…)",
             )
         )
-        want, have = _unique_fields(expected["indexes"]), _unique_fields(found.indexes)
+        want, have = indexes_of(expected["indexes"]), indexes_of(found.indexes)
         checks.append(
-            Check("indexes", name, want == have, f"unique {have or 'none'} (manifest: {want or 'none'})")
+            Check(
+                "indexes",
+                name,
+                want == have,
+                f"{describe_indexes(have)} (manifest: {describe_indexes(want)})",
+            )
         )
     for name in sorted(set(actual) - set(manifest["collections"])):
         checks.append(Check("count", name, False, f"collection {name} is not in the snapshot"))

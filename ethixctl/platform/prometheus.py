@@ -3,6 +3,12 @@
 The config is written as JSON (valid YAML); the targets file is rewritten atomically whenever
 revisions come and go, and Prometheus picks it up without a restart. The TSDB lives in the state dir,
 so restarting Prometheus keeps its data.
+
+Recording rules also publish the services' metrics under Cloud Run's built-in names
+(``run_googleapis_com:request_count``, ``run_googleapis_com:request_latencies_*`` in milliseconds,
+labelled ``service_name``, ``revision_name``, ``response_code``, ``response_code_class``), so the release
+gates' ``cloudrun`` metric source runs here against real traffic too. Like Cloud Run's, they leave
+out health probes and scrapes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,65 @@ from ethixctl.files import write_atomic
 
 INSTALL_HINT = "install it: apt-get install -y --no-install-recommends prometheus"
 SCRAPE_INTERVAL = "1s"
+RULES_FILE = "cloudrun_rules.json"
+_SERVED = 'route!~"/health/.*|/metrics"'
+_CLOUD_RUN_LABELS = "service_name, revision_name, response_code, response_code_class"
+
+
+def _as_cloud_run(selector: str) -> str:
+    """``selector`` with the app's labels copied to Cloud Run's names (status 503 → class 5xx)."""
+    expr = selector
+    for target, replacement, source, regex in (
+        ("service_name", "$1", "service", "(.*)"),
+        ("revision_name", "$1", "revision", "(.*)"),
+        ("response_code", "$1", "status", "(.*)"),
+        ("response_code_class", "${1}xx", "status", "([0-9]).*"),
+    ):
+        expr = f'label_replace({expr}, "{target}", "{replacement}", "{source}", "{regex}")'
+    return expr
+
+
+def _le_in_milliseconds(expr: str) -> str:
+    """Bucket bounds ×1000 by moving the decimal point (bounds with up to 3 decimals, as ours are)."""
+    for replacement, regex in (
+        ("${1}000", "([0-9]+)"),
+        ("${1}${2}00", "([0-9]+)[.]([0-9])"),
+        ("${1}${2}0", "([0-9]+)[.]([0-9]{2})"),
+        ("${1}${2}", "([0-9]+)[.]([0-9]{3})"),
+        ("$1", "0+([0-9]+)"),  # 0.005 → 0005 → 5
+    ):
+        expr = f'label_replace({expr}, "le", "{replacement}", "le", "{regex}")'
+    return expr
+
+
+def cloud_run_rules() -> dict[str, object]:
+    def served(name: str) -> str:
+        return _as_cloud_run(f"{name}{{{_SERVED}}}")
+
+    rules = [
+        ("request_count", f"sum by ({_CLOUD_RUN_LABELS}) ({served('http_requests_total')})"),
+        (
+            "request_latencies_bucket",
+            f"sum by ({_CLOUD_RUN_LABELS}, le)"
+            f" ({_le_in_milliseconds(served('http_request_duration_seconds_bucket'))})",
+        ),
+        (
+            "request_latencies_sum",
+            f"1000 * sum by ({_CLOUD_RUN_LABELS}) ({served('http_request_duration_seconds_sum')})",
+        ),
+        (
+            "request_latencies_count",
+            f"sum by ({_CLOUD_RUN_LABELS}) ({served('http_request_duration_seconds_count')})",
+        ),
+    ]
+    return {
+        "groups": [
+            {
+                "name": "cloud-run-builtin-metrics",
+                "rules": [{"record": f"run_googleapis_com:{name}", "expr": expr} for name, expr in rules],
+            }
+        ]
+    }
 
 
 def find_prometheus() -> Path:
@@ -54,8 +119,10 @@ class PrometheusServer:
     def start(self, timeout: float = 60.0) -> None:
         binary = find_prometheus()
         self.home.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.home / RULES_FILE, json.dumps(cloud_run_rules(), indent=2))
         config = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+            "rule_files": [str(self.home / RULES_FILE)],
             "scrape_configs": [
                 {
                     "job_name": "revisions",

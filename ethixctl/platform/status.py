@@ -11,7 +11,7 @@ from ethixctl.platform.images import service_id
 
 def collect(environment: Environment, only: str | None = None) -> dict[str, Any]:
     from ethixctl.adapters.cloudrun import CloudRun
-    from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable
+    from ethixctl.adapters.prometheus import PrometheusUnavailable, QueryError, open_prometheus
 
     cloudrun = CloudRun(environment.project, environment.region, environment.run_endpoint)
     services = [cloudrun.get_service(service_id(only))] if only else cloudrun.list_services()
@@ -19,11 +19,12 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
     targets: dict[str, str] = {}
     prometheus_up = True
     try:
-        with Prometheus(environment.prometheus_url, timeout=2.0) as prometheus:
+        with open_prometheus(environment, budget=2.5) as prometheus:
             for target in prometheus.targets():
                 if "revision" in target.labels:
                     targets[target.labels["revision"]] = target.health
-    except PrometheusUnavailable:
+    # Managed Prometheus has no targets API (QueryError): status then shows no scrape health.
+    except (PrometheusUnavailable, QueryError):
         prometheus_up = False
 
     runtime: dict[str, Any] = {}

@@ -26,10 +26,12 @@ class Session:
         env = self.environment
         return CloudRun(env.project, env.region, endpoint=env.run_endpoint)
 
-    def prometheus(self) -> Prometheus:
-        from ethixctl.adapters.prometheus import Prometheus
+    def prometheus(self, budget: float = 10.0) -> Prometheus:
+        """The environment's Prometheus, credentials included; one call (retries too) takes at most
+        ``budget`` seconds: give the gate interval, so a slow Prometheus cannot stretch a step."""
+        from ethixctl.adapters.prometheus import open_prometheus
 
-        return Prometheus(self.environment.prometheus_url)
+        return open_prometheus(self.environment, budget=budget)
 
     def close(self) -> None:
         self.ledger.close()

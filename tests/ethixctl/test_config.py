@@ -112,6 +112,24 @@ def test_local_reads_running_platform(tmp_path: Path) -> None:
         ),
         ('[environments.prod]\nkind = "cloudrun"\nzone = "x"\n', ":3: environments.prod.zone: unknown field"),
         ("[environments.prod\n", "invalid TOML"),
+        (
+            '[environments.prod]\nkind = "cloudrun"\nproject = "p"\nregion = "r"\nprometheus_url = "u"\n'
+            'prometheus_auth = "oauth"\n',
+            ":6: environments.prod.prometheus_auth: must be one of none, google, bearer, basic",
+        ),
+        (
+            '[environments.prod]\nkind = "cloudrun"\nproject = "p"\nregion = "r"\nprometheus_url = "u"\n'
+            'prometheus_auth = "bearer"\n',
+            ":1: environments.prod: prometheus_secret: required for prometheus_auth",
+        ),
+        (
+            '[environments.prod]\nkind = "local"\nprometheus_url = "managed"\n',
+            ':1: environments.prod: prometheus_url: "managed" needs kind = "cloudrun"',
+        ),
+        (
+            '[environments.prod]\nmetric_source = "stackdriver"\n',
+            ":2: environments.prod.metric_source: must be one of app, cloudrun, got 'stackdriver'",
+        ),
     ],
 )
 def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -129,3 +147,31 @@ def test_unknown_environment_and_missing_explicit_file(tmp_path: Path) -> None:
         resolve_environment("prod")
     with pytest.raises(UsageError, match="not found"):
         resolve_environment(config_path=tmp_path / "missing.toml")
+
+
+def test_managed_prometheus_resolves_to_the_projects_promql_api(tmp_path: Path) -> None:
+    (tmp_path / "ethixctl.toml").write_text(
+        '[environments.production]\nkind = "cloudrun"\nproject = "ethix-prod"\nregion = "europe-west1"\n'
+        'prometheus_url = "managed"\n'
+    )
+    env = resolve_environment("production")
+    assert env.prometheus_url == (
+        "https://monitoring.googleapis.com/v1/projects/ethix-prod/location/global/prometheus"
+    )
+    assert env.prometheus_auth == "google"
+
+
+def test_self_hosted_prometheus_credential_is_a_secret_reference(tmp_path: Path) -> None:
+    (tmp_path / "ethixctl.toml").write_text(
+        CONFIG + 'prometheus_auth = "basic"\nprometheus_secret = "prometheus-basic:current"\n'
+    )
+    env = resolve_environment()
+    assert (env.prometheus_auth, env.prometheus_secret) == ("basic", "prometheus-basic:current")
+    assert "prometheus-basic:current" in repr(env), "a secret's name, not its value, so repr may show it"
+
+
+def test_metric_source_is_per_environment(tmp_path: Path) -> None:
+    (tmp_path / "ethixctl.toml").write_text(CONFIG + 'metric_source = "cloudrun"\n')
+    assert resolve_environment().metric_source == "cloudrun"
+    (tmp_path / "ethixctl.toml").write_text(CONFIG)
+    assert resolve_environment().metric_source is None, "unset: the playbook decides"

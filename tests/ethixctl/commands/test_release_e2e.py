@@ -120,7 +120,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     steps = events[0]["plan"]["steps"]
     assert [s["weight"] for s in steps] == [10, 50, 100]
     assert steps[0]["expected_requests"] >= 20 and events[0]["plan"]["rate"] >= 40
-    assert events[0]["gates_now"]["outcome"] in ("pass", "inconclusive")
+    # A fresh platform has served no API request yet (probes are not counted): too little data to judge.
+    assert events[0]["gates_now"]["outcome"] == "inconclusive"
     assert platform.serving() == before
     with platform.ledger() as ledger:
         assert ledger.operations("local") == []
@@ -178,7 +179,9 @@ def test_error_fault_is_rolled_back_at_the_first_step_and_stable_serves_througho
     assert failed and failed[0]["verdict"]["gates"][0]["name"] == "error_rate"
     assert failed[0]["verdict"]["gates"][0]["value"] > 0.005
     # The canary stays reachable on its tag for inspection.
-    tag = f"canary-{result['release_id']}"
+    with platform.ledger() as ledger:
+        tag = releases.get(ledger, result["release_id"]).tag
+    assert tag == f"canary-{result['release_id'][:8].lower()}"
     assert platform.cloud_run().tag_url("backend", tag)
 
 
@@ -268,8 +271,9 @@ def test_second_release_refused_then_sigkill_and_resume_is_consistent(
                        *LOAD, "--yes", "--json")  # fmt: skip
     result = events[-1]
     assert result["release_id"] == pending.id
-    assert code in (ExitCode.OK, ExitCode.ROLLED_BACK), result
-    expected = {pending.canary_revision: 100} if code == ExitCode.OK else {pending.stable_revision: 100}
+    # The canary is healthy (no fault injected) and gets the same load as the healthy release: promoted.
+    assert code == ExitCode.OK, result
+    expected = {pending.canary_revision: 100}
     assert platform.serving() == expected
     with platform.ledger() as ledger:
         last = ledger.traffic("local", "backend")[-1]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from services.backend.app import prepare_store
 from services.common.docstore import DocStore
 from services.common.storage import ObjectStore
 
 
 def seed(store: DocStore, live: ObjectStore, users: int = 3) -> None:
-    """What the backend writes: users, datasets (file in the bucket), analyses with reports, a heartbeat."""
-    store["users"].create_unique_index("email")
+    """What the backend writes: users, datasets (file in the bucket), analyses with reports, a heartbeat,
+    under the backend's indexes, and a login-failure counter (short-lived state no snapshot holds)."""
+    prepare_store(store)
+    store.counters("login_failures").incr("account:user0@example.com", 1, ttl_seconds=600)
     for u in range(users):
         user_id = store["users"].insert_one(
             {"email": f"user{u}@example.com", "created_at": "2026-12-01T10:00:00+00:00"}
