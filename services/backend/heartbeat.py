@@ -37,9 +37,20 @@ def beat(store: DocStore, settings: BackendSettings) -> float:
     return now
 
 
+async def _beat_once(store: DocStore, settings: BackendSettings) -> None:
+    # A beat that fails (database briefly away) is simply missing: RPO then looks worse, never better.
+    with contextlib.suppress(Exception):
+        await run_in_threadpool(beat, store, settings)
+
+
 async def beat_forever(store: DocStore, settings: BackendSettings) -> None:
     while True:
-        # A beat that fails (database briefly away) is simply missing: RPO then looks worse, never better.
-        with contextlib.suppress(Exception):
-            await run_in_threadpool(beat, store, settings)
+        in_flight = asyncio.ensure_future(_beat_once(store, settings))
+        try:
+            await asyncio.shield(in_flight)
+        except asyncio.CancelledError:
+            # Cancelling does not stop the worker thread, and the store is closed right after this
+            # task ends: let the beat finish with it first.
+            await in_flight
+            raise
         await asyncio.sleep(settings.heartbeat_seconds)

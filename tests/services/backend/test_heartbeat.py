@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
+from services.backend import heartbeat
 from services.backend.app import create_app
 from services.common.docstore import open_store
 from tests.services.backend.conftest import MakeSettings
@@ -37,3 +42,31 @@ def test_heartbeat_zero_writes_nothing(make_settings: MakeSettings) -> None:
     store = open_store(settings.database)
     assert store["heartbeats"].count({}) == 0
     store.close()
+
+
+def test_a_stopped_heartbeat_waits_for_the_beat_in_flight(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown cancels the heartbeat and then closes the store: a beat still running in its worker
+    thread must finish first (it used to be left writing to a closed SQLite connection: a segfault)."""
+    settings = make_settings(heartbeat_seconds=60)
+    started, finished = threading.Event(), threading.Event()
+
+    def slow_beat(store: object, settings: object) -> float:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+        return time.time()
+
+    monkeypatch.setattr(heartbeat, "beat", slow_beat)
+
+    async def start_then_stop() -> None:
+        task = asyncio.create_task(heartbeat.beat_forever(None, settings))  # type: ignore[arg-type]
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    asyncio.run(start_then_stop())
+    assert finished.is_set()
