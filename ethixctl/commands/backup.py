@@ -67,7 +67,14 @@ def create(
         taken = ctx.atlas.take_snapshot(description, retention_days)
         output.info(f"snapshot {taken.id} {taken.status} …")
         done = ctx.atlas.wait_snapshot(taken.id)
-        manifest = snapshot.read_manifest(ctx.backups, done.id)
+        try:
+            manifest = ctx.manifest(done.id)
+        except snapshot.NoManifest as exc:
+            # Taken, but by Atlas alone: say plainly that drills and restores cannot verify it.
+            output.warn(f"snapshot {done.id} is complete, but {exc.message}")
+            if json:
+                output.emit_json({"id": done.id, "created_at": done.created_at, "manifest": False})
+            return
     finally:
         ctx.close()
     for problem in manifest["problems"]:
@@ -140,11 +147,10 @@ def show(
       ethixctl backup show 6751c0de
       ethixctl backup show 6751c0de --json
     """
-    from ethixctl.dr import snapshot
 
     ctx = _connect(env, state_dir)
     try:
-        manifest = snapshot.read_manifest(ctx.backups, snapshot_id)
+        manifest = ctx.manifest(snapshot_id)
     finally:
         ctx.close()
     if json:

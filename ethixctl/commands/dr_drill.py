@@ -65,7 +65,8 @@ def command(
     the measured RPO (heartbeat) with the scenario's targets, clean up (unless --keep). A drill killed
     midway is cleaned up by the next one. The objects scenario damages and restores a scratch copy
     of the bucket, never the live one. Exit codes: 0 objectives met, 1 verification (or smoke)
-    failed, 4 restored but RTO or RPO missed, 5 platform unreachable.
+    failed, 3 verification not possible (the snapshot has no manifest: Atlas's own snapshots), 4
+    restored but RTO or RPO missed, 5 platform unreachable.
 
     \b
     Examples:
@@ -131,13 +132,10 @@ def _progress(step: str, timing: dict[str, Any]) -> None:
 
 def _plan(ctx: DrContext, options: Any, json: bool) -> int:
     """What a drill would do, from the current data; nothing is created."""
-    from ethixctl.dr import snapshot as snapshots
-
-    manifests = snapshots.list_manifests(ctx.backups)
     chosen = (
-        snapshots.read_manifest(ctx.backups, options.snapshot_id)
+        ctx.manifest(options.snapshot_id)
         if options.snapshot_id
-        else snapshots.pick(manifests, options.point_in_time)
+        else ctx.newest_manifest(options.point_in_time)
     )
     against, rto, rpo = ctx.book.targets_of(options.scenario)
     plan = {

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ethixctl.dr import local
+from ethixctl.dr import local, snapshot
 from ethixctl.dr.playbook import Playbook, Target
 from ethixctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from ethixctl.adapters.atlas import Atlas
+    from ethixctl.adapters.atlas import Atlas, Snapshot
     from ethixctl.adapters.cloudrun import CloudRun
     from ethixctl.config import Environment
     from services.common.storage import ObjectStore
@@ -43,6 +43,40 @@ class DrContext:
     @property
     def service(self) -> str:
         return self.target.backend_service
+
+    def manifest(self, snapshot_id: str) -> dict[str, Any]:
+        """The manifest of ``snapshot_id`` (or a unique prefix of it); :class:`snapshot.NoManifest` when
+        the snapshot exists without one, a usage error when there is no such snapshot."""
+        try:
+            return snapshot.read_manifest(self.backups, snapshot_id)
+        except UsageError:
+            bare = [s for s in self._completed() if s.id == snapshot_id or s.id.startswith(snapshot_id)]
+            if len(bare) == 1 and snapshot_id:
+                raise snapshot.NoManifest(bare[0].id, bare[0].created_at, self.backups.url) from None
+            raise
+
+    def newest_manifest(self, point_in_time: float | None = None) -> dict[str, Any]:
+        """The manifest of the newest completed snapshot (taken at or before ``point_in_time``) that has
+        one; :class:`snapshot.NoManifest` names the newest such snapshot when none has."""
+        completed = self._completed()
+        ids = {s.id for s in completed}
+        manifests = [m for m in snapshot.list_manifests(self.backups) if m["id"] in ids]
+        try:
+            return snapshot.pick(manifests, point_in_time)
+        except UsageError:
+            taken = [(snapshot.epoch_of(s.created_at), s) for s in completed]
+            eligible = [
+                (at, s)
+                for at, s in taken
+                if at is not None and (point_in_time is None or at <= point_in_time)
+            ]
+            if not eligible:
+                raise
+            _, newest = max(eligible, key=lambda pair: pair[0])
+            raise snapshot.NoManifest(newest.id, newest.created_at, self.backups.url) from None
+
+    def _completed(self) -> list[Snapshot]:
+        return [s for s in self.atlas.list_snapshots() if s.status == "completed"]
 
     def cloud_run(self) -> CloudRun:
         from ethixctl.adapters.cloudrun import CloudRun

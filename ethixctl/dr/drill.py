@@ -1,6 +1,7 @@
 """``dr-drill``: the weekly restore test as a state machine on the shared operations framework.
 
 declared → picking → restoring → verifying → deploying → smoking → cleaning_up → passed | missed | failed
+picking → cleaning_up → unverifiable: the snapshot has no manifest (Atlas's own), so nothing is restored
 
 Each phase is timed into ``details.steps``. Whatever a phase is about to create (the scratch cluster's
 data, the scratch bucket, the tagged revision) is written to the ledger first, so a drill killed at
@@ -39,18 +40,24 @@ class Phase(StrEnum):
     PASSED = "passed"
     MISSED = "missed"
     FAILED = "failed"
+    UNVERIFIABLE = "unverifiable"
 
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.DECLARED: frozenset({Phase.PICKING}),
-    Phase.PICKING: frozenset({Phase.RESTORING}),
+    Phase.PICKING: frozenset({Phase.RESTORING, Phase.CLEANING_UP}),
     Phase.RESTORING: frozenset({Phase.VERIFYING, Phase.CLEANING_UP}),
     Phase.VERIFYING: frozenset({Phase.DEPLOYING, Phase.CLEANING_UP}),
     Phase.DEPLOYING: frozenset({Phase.SMOKING, Phase.CLEANING_UP}),
     Phase.SMOKING: frozenset({Phase.CLEANING_UP}),
-    Phase.CLEANING_UP: frozenset({Phase.PASSED, Phase.MISSED, Phase.FAILED}),
+    Phase.CLEANING_UP: frozenset({Phase.PASSED, Phase.MISSED, Phase.FAILED, Phase.UNVERIFIABLE}),
 }
-FINAL: dict[Phase, str] = {Phase.PASSED: "passed", Phase.MISSED: "missed", Phase.FAILED: "failed"}
+FINAL: dict[Phase, str] = {
+    Phase.PASSED: "passed",
+    Phase.MISSED: "missed",
+    Phase.FAILED: "failed",
+    Phase.UNVERIFIABLE: "unverifiable",
+}
 STEPS = (Phase.DECLARED, Phase.PICKING, Phase.RESTORING, Phase.VERIFYING, Phase.DEPLOYING, Phase.SMOKING,
          Phase.CLEANING_UP)  # fmt: skip
 
@@ -137,16 +144,14 @@ class Drill:
     def _note(self, op: Operation, **details: Any) -> Operation:
         return self.ledger.update(op.id, details=details)
 
-    def _fail(self, op: Operation, failure: str, **details: Any) -> Phase:
-        self.ledger.update(
-            op.id, details={"outcome": "failed", "failure": failure, **details}, reason=failure
-        )
+    def _fail(self, op: Operation, failure: str, outcome: str = "failed", **details: Any) -> Phase:
+        self.ledger.update(op.id, details={"outcome": outcome, "failure": failure, **details}, reason=failure)
         self.ledger.event(op, "failure", failure)
         return Phase.CLEANING_UP
 
     def manifest(self, op: Operation) -> dict[str, Any]:
         if self._manifest is None or self._manifest["id"] != op.details["snapshot_id"]:
-            self._manifest = snapshot.read_manifest(self.ctx.backups, op.details["snapshot_id"])
+            self._manifest = self.ctx.manifest(op.details["snapshot_id"])
         return self._manifest
 
     # phases ---------------------------------------------------------------------------------------
@@ -154,14 +159,26 @@ class Drill:
         return Phase.PICKING
 
     def _pick(self, op: Operation) -> Phase:
+        if op.details.get("outcome") == "unverifiable":
+            return Phase.CLEANING_UP
         if op.details.get("snapshot_id"):
             return Phase.RESTORING
-        if self.options.snapshot_id:
-            chosen = snapshot.read_manifest(self.ctx.backups, self.options.snapshot_id)
-        else:
-            completed = {s.id for s in self.ctx.atlas.list_snapshots() if s.status == "completed"}
-            manifests = [m for m in snapshot.list_manifests(self.ctx.backups) if m["id"] in completed]
-            chosen = snapshot.pick(manifests, self.options.point_in_time)
+        try:
+            if self.options.snapshot_id:
+                chosen = self.ctx.manifest(self.options.snapshot_id)
+            else:
+                chosen = self.ctx.newest_manifest(self.options.point_in_time)
+        except snapshot.NoManifest as exc:
+            # Fails safe: data nobody can check is not restored, smoke-tested and reported as good.
+            check = verify.Check("manifest", exc.snapshot_id, False, "not possible: no manifest")
+            return self._fail(
+                op,
+                exc.message,
+                outcome="unverifiable",
+                snapshot_id=exc.snapshot_id,
+                snapshot={"point_in_time": exc.taken_at},
+                checks=[check.to_dict()],
+            )
         self._note(
             op,
             snapshot_id=chosen["id"],
@@ -319,6 +336,8 @@ class Drill:
         op = self.ledger.operation(op.id)
         if op.details.get("outcome") == "failed":
             return Phase.FAILED
+        if op.details.get("outcome") == "unverifiable":
+            return Phase.UNVERIFIABLE
         measured = measure(op)
         missed = []
         for name in ("rto", "rpo"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ethixctl.dr import local, snapshot, verify
+from ethixctl.dr import local, verify
 from ethixctl.dr.context import DATABASE_URL_SECRET, DrContext
 from ethixctl.errors import UsageError
 from ethixctl.ops.ledger import Ledger, Operation
@@ -68,7 +68,7 @@ def check_target(ctx: DrContext, target: str) -> None:
 
 def plan(ctx: DrContext, options: RestoreOptions) -> dict[str, Any]:
     check_target(ctx, options.target)
-    manifest = snapshot.read_manifest(ctx.backups, options.snapshot_id)
+    manifest = ctx.manifest(options.snapshot_id)  # no manifest: refused, nothing could verify it
     return {
         "snapshot": manifest["id"],
         "point_in_time": manifest["point_in_time"],
@@ -134,7 +134,7 @@ class Recovery:
         from services.common.docstore import open_store
 
         self.on_step("verifying against the manifest")
-        manifest = snapshot.read_manifest(self.ctx.backups, op.details["snapshot_id"])
+        manifest = self.ctx.manifest(op.details["snapshot_id"])
         restored = open_store(self.ctx.cluster_database_url(self.options.target))
         try:
             checks = verify.database(restored, manifest) + verify.references(

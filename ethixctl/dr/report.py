@@ -16,7 +16,12 @@ from ethixctl.dr.playbook import Playbook, format_duration
 from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Operation
 
-EXIT_CODES = {"passed": ExitCode.OK, "failed": ExitCode.FAILED, "missed": ExitCode.OBJECTIVES_MISSED}
+EXIT_CODES = {
+    "passed": ExitCode.OK,
+    "failed": ExitCode.FAILED,
+    "missed": ExitCode.OBJECTIVES_MISSED,
+    "unverifiable": ExitCode.UNVERIFIABLE,
+}
 PLANNED_NOTE = "planned drill only: people run it; dr-drill does not execute it"
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ethixctl.errors import EthixError, UsageError
+from ethixctl.exitcodes import ExitCode
 from services.common import docstore
 from services.common.storage import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -41,6 +42,25 @@ class SnapshotCorrupt(EthixError):
     def __init__(self, message: str, collection: str):
         super().__init__(message)
         self.collection = collection
+
+
+class NoManifest(EthixError):
+    """The snapshot exists (Atlas lists it completed) but has no manifest: nothing to verify it against.
+
+    Atlas's own snapshots (scheduled, or taken through its API or console) are like this; only the
+    snapshots ethixctl writes carry one. Verification is then not possible, which is its own outcome.
+    """
+
+    exit_code = ExitCode.UNVERIFIABLE
+
+    def __init__(self, snapshot_id: str, taken_at: str | None, backups_url: str):
+        super().__init__(
+            f"verification not possible: snapshot {snapshot_id} (taken {taken_at or 'at an unknown time'}) "
+            f"has no manifest in {backups_url}, so its counts, hashes and indexes cannot be checked",
+            hint="Atlas's own snapshots carry no manifest (playbooks/dr.md, Production)",
+        )
+        self.snapshot_id = snapshot_id
+        self.taken_at = taken_at
 
 
 def new_id(now: float | None = None) -> str:
