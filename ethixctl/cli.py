@@ -39,6 +39,7 @@ COMMANDS: dict[str, dict[str, str]] = {
         "rollback": "Move 100% of traffic back to the last good revision (or --to).",
         "history": "The ledger: releases, gate outcomes, rollbacks, rollback rate.",
         "smoke": "Run the post-deploy smoke suite against a deployment.",
+        "preflight": "Check an environment against the runbook's pre-release and pre-production checklists.",
     },
     "Disaster recovery": {
         "backup": "Take, list and show snapshots (mongodump layout + manifest).",

@@ -20,7 +20,7 @@ class ExitCode(IntEnum):
 EXIT_CODE_TABLE: list[tuple[int, str, str]] = [
     (0, "all", "success: promoted, rolled back on request, all smoke steps passed"),
     (0, "dr-drill", "restored, verified, smoke green, RTO and RPO within the scenario's targets"),
-    (1, "all", "the operation failed (a smoke step failed, a deploy failed, …)"),
+    (1, "all", "the operation failed (a smoke step or a preflight item failed, a deploy failed, …)"),
     (1, "dr-drill", "verification failed (the collection or object is named), or the smoke suite failed"),
     (2, "all", "bad usage: unknown flag, service or revision; invalid playbook or config file"),
     (3, "release", "the canary failed a gate and was rolled back automatically"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -50,6 +50,30 @@ class ServiceInfo:
     latest_created_revision: str | None
     traffic: list[TrafficTarget]
     image: str
+
+
+@dataclass
+class EnvEntry:
+    """One env var of a service's template: an inline value or a Secret Manager reference."""
+
+    name: str
+    value: str | None = field(default=None, repr=False)  # inline values may be secrets: never shown
+    secret: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class ServiceSpec:
+    """What preflight checks of a service's template (the revision it would deploy next)."""
+
+    name: str
+    env: list[EnvEntry]
+    startup_probe: bool
+    liveness_probe: bool
+    min_instances: int
+
+    def variable(self, name: str) -> EnvEntry | None:
+        return next((entry for entry in self.env if entry.name == name), None)
 
 
 class CloudRun:
@@ -115,6 +139,28 @@ class CloudRun:
             "list services", lambda: list(self._services.list_services(parent=self._parent))
         )
         return [self._service_info(s) for s in services]
+
+    def service_spec(self, service: str) -> ServiceSpec:
+        raw = self._get_raw(service)
+        container = raw.template.containers[0] if raw.template.containers else None
+        env = []
+        for var in container.env if container else []:
+            ref = var.value_source.secret_key_ref
+            env.append(
+                EnvEntry(var.name, secret=ref.secret, version=ref.version or None)
+                if ref.secret
+                else EnvEntry(var.name, value=var.value)
+            )
+        return ServiceSpec(
+            name=short(raw.name),
+            env=env,
+            startup_probe=container is not None and "startup_probe" in container,
+            liveness_probe=container is not None and "liveness_probe" in container,
+            # Either level keeps instances warm: the service's own scaling or its revision template's.
+            min_instances=max(
+                int(raw.template.scaling.min_instance_count), int(raw.scaling.min_instance_count)
+            ),
+        )
 
     def list_revisions(self, service: str) -> list[RevisionInfo]:
         revisions = self._call(

@@ -57,6 +57,10 @@ class QueryError(EthixError):
     """Prometheus answered but rejected the request (bad PromQL, bad parameters, refused credentials)."""
 
 
+class NotOffered(QueryError):
+    """This Prometheus has no such API (HTTP 404): Managed Service for Prometheus has no targets API."""
+
+
 @dataclass
 class Sample:
     labels: dict[str, str]
@@ -266,6 +270,7 @@ class Prometheus:
         }
 
     def targets(self) -> list[Target]:
+        """Active scrape targets; NotOffered where there are none to list (Managed Prometheus)."""
         data = self._call(lambda: self._client.get_targets(state="active"))
         return [
             Target(
@@ -306,6 +311,8 @@ def _rejected(where: str, message: str) -> EthixError:
             error = ""
     if status is None or status >= 500:
         return PrometheusUnavailable(f"{where} answered HTTP {status or '?'}")
+    if status == 404:
+        return NotOffered(f"{where} does not offer this API (HTTP 404)")
     if status in (401, 403):
         return QueryError(
             f"{where} refused the credentials (HTTP {status})",

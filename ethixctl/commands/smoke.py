@@ -101,6 +101,10 @@ def command(
         from ethixctl.smoke.runner import run_suite
 
         report = run_suite(target, suite, timeout=timeout, retries=retries, on_step=_show_step)
+        if url is None and tag is None:
+            from ethixctl.smoke.ledger import record_run
+
+            record_run(environment.state_dir, environment.name, service, report)
         _finish(report, json=json, junit=junit)
         return int(report.exit_code)
 

@@ -56,6 +56,7 @@ SKIPPED_ACTIONS = {
 }
 LOCAL_VARS = {
     "ETHIXCTL_RELEASE_FLAGS": "--hold 6 --interval 2 --load 30",
+    "ETHIXCTL_PREFLIGHT_CONFIRM": "on_call=alice",
     "ETHIXCTL_LEDGER_BUCKET": "unused-locally",
     "ARTIFACT_REGISTRY": "unused-locally",
 }
@@ -154,6 +155,7 @@ class Run:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "CI": "true",
             "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+            "GITHUB_RUN_ID": "4242",
             "GITHUB_OUTPUT": str(output_file),
             **job_env,
             **{k: self.expand(str(v)) for k, v in step.get("env", {}).items()},

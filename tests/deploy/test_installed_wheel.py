@@ -123,3 +123,8 @@ def test_installed_wheel_runs_release_dry_run_and_smoke(
     smoke = ethixctl("smoke", "--junit", str(elsewhere / "smoke.xml"))
     assert smoke.returncode == 0, smoke.stderr
     assert 'failures="0"' in (elsewhere / "smoke.xml").read_text()
+    from ethixctl.ops.ledger import Ledger
+
+    with Ledger(local_platform.state_dir) as ledger:  # preflight's "last smoke run green" reads this
+        [run] = ledger.operations("local", kind="smoke", subject="backend")
+    assert run.status == "passed" and run.details["target"].startswith("http://127.0.0.1:")

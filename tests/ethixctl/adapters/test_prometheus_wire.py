@@ -260,3 +260,31 @@ def test_retry_policy_worst_case_fits_the_budget(budget: float) -> None:
     assert policy.worst_case() <= budget
     assert policy.connect_timeout > 0 and policy.read_timeout > 0
     assert policy.retries == 2 or budget < 5, "normal gate intervals keep two retries"
+
+
+def test_managed_prometheus_without_targets_api_is_not_an_error_wire_level_fake(
+    fake: tuple[str, type[_Fake]],
+) -> None:
+    """Managed Service for Prometheus answers 404 on /api/v1/targets: the gates then judge on the
+    request count alone instead of failing every analysis with a query error (and rolling back)."""
+    from ethixctl.adapters.prometheus import NotOffered
+    from ethixctl.release import analysis, playbook
+
+    url, handler = fake
+
+    def managed(request: BaseHTTPRequestHandler) -> tuple[int, Any, dict[str, str]]:
+        if request.path.startswith("/api/v1/targets"):
+            return 404, b"404 page not found", {}
+        return 200, VECTOR, {}  # every query: 5
+
+    handler.reply = staticmethod(managed)
+    with Prometheus(url) as prometheus:
+        with pytest.raises(NotOffered):
+            prometheus.targets()
+        verdict = analysis.evaluate(
+            prometheus, playbook.load(), service="backend", canary="backend-2", stable="backend-1",
+            timing=playbook.Timing(window=60, sample_step=10, sample_window=30), compare=False,
+        )  # fmt: skip
+    assert verdict.outcome is analysis.Outcome.INCONCLUSIVE, verdict.summary()
+    assert verdict.targets_up is None
+    assert verdict.reasons == ["5 canary requests in 60s, need 20"]

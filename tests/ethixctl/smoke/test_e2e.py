@@ -20,15 +20,16 @@ pytestmark = pytest.mark.e2e
 
 
 def _rows_mentioning(db: Path, *needles: str) -> list[tuple[str, str]]:
-    """Every document in the backend's SQLite store that mentions one of ``needles``."""
+    """Every row of the backend's SQLite store (documents, and counters such as the login throttle's)
+    that mentions one of ``needles``."""
     with sqlite3.connect(db) as connection:
         tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         assert {"c_users", "c_datasets", "c_analyses"} <= set(tables), tables
         return [
-            (table, doc)
+            (table, text)
             for table in tables
-            for (doc,) in connection.execute(f'SELECT doc FROM "{table}"')
-            if any(needle in doc for needle in needles)
+            for row in connection.execute(f'SELECT * FROM "{table}"')
+            if any(needle in (text := repr(row)) for needle in needles)
         ]
 
 
