@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from ethixctl import yamldoc
+from ethixctl import PLAYBOOKS, yamldoc
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "playbooks" / "dr.yaml"
+DEFAULT_PATH = PLAYBOOKS / "dr.yaml"
 DRILLS = ("database", "objects", "full")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
