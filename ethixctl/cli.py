@@ -41,6 +41,11 @@ COMMANDS: dict[str, dict[str, str]] = {
         "smoke": "Run the post-deploy smoke suite against a deployment.",
         "preflight": "Check an environment against the runbook's pre-release and pre-production checklists.",
     },
+    "Disaster recovery": {
+        "backup": "Take, list and show snapshots (mongodump layout + manifest).",
+        "dr-drill": "Restore a snapshot into scratch, verify, smoke-test, measure RTO/RPO.",
+        "restore": "The real recovery: restore a snapshot into a new target, optionally switch to it.",
+    },
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
         "status": "Services, revisions, traffic, tags, readiness and Prometheus targets.",

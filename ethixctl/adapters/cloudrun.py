@@ -235,8 +235,12 @@ class CloudRun:
         keep_traffic: bool = True,
         timeout: float = 150,
         base_revision: str | None = None,
+        secret_env: dict[str, str] | None = None,
     ) -> RevisionInfo:
         """Create a revision from the current template with `image` and `env` merged over its env vars.
+
+        `secret_env` maps env var names to Secret Manager secrets (version `latest`): the revision
+        resolves them at start, so their values never pass through ethixctl or the revision's spec.
 
         With `base_revision` the env vars start from that revision's instead of the template's, so a
         rolled-back release's `--set-env` does not leak into the next release.
@@ -256,8 +260,21 @@ class CloudRun:
                 unknown=f"unknown revision {base_revision!r} of service {service!r}",
             )
             container.env = list(base.containers[0].env) if base.containers else []
-        kept = [var for var in container.env if var.name not in env]
-        container.env = kept + [run.EnvVar(name=k, value=v) for k, v in env.items()]
+        secret_env = secret_env or {}
+        kept = [var for var in container.env if var.name not in env and var.name not in secret_env]
+        container.env = (
+            kept
+            + [run.EnvVar(name=k, value=v) for k, v in env.items()]
+            + [
+                run.EnvVar(
+                    name=name,
+                    value_source=run.EnvVarSource(
+                        secret_key_ref=run.SecretKeySelector(secret=secret, version="latest")
+                    ),
+                )
+                for name, secret in secret_env.items()
+            ]
+        )
         raw.template.revision = revision_id
 
         traffic = (
@@ -290,6 +307,22 @@ class CloudRun:
         what = f"set traffic of {service}"
         operation = self._call(what, lambda: self._services.update_service(service=raw))
         return self._service_info(self._wait(what, operation, 120))
+
+    def remove_tag(self, service: str, tag: str) -> None:
+        """Drop `tag` (its URL stops answering); the traffic split in effect is kept as it is."""
+        raw = self._get_raw(service)
+        tags = self._tags_in_effect(raw)
+        if tags.pop(tag, None) is not None:
+            self.set_traffic(service, self._split_of(raw), tags)
+
+    def delete_revision(self, service: str, revision: str, timeout: float = 120) -> None:
+        """Delete a revision that serves no traffic and has no tag; a missing one is not an error."""
+        if revision not in {r.name for r in self.list_revisions(service)}:
+            return
+        name = f"{self._service_name(service)}/revisions/{revision}"
+        what = f"delete revision {revision}"
+        operation = self._call(what, lambda: self._revisions.delete_revision(name=name))
+        self._wait(what, operation, timeout)
 
     # helpers -----------------------------------------------------------------------------------
     def _next_revision_name(self, service: str, raw: Any) -> str:

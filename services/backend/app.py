@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from services.backend import ratelimit
+from services.backend import heartbeat, ratelimit
 from services.backend.deps import Backend
 from services.backend.routers import analyses, auth, datasets, health, users
 from services.backend.runner import AnalysisRunner
@@ -59,13 +59,16 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             app.state.backend = Backend(settings, store, storage, runner)
             if settings.rate_limit_enabled:
                 app.state.rate_limits = await run_in_threadpool(ratelimit.RateLimits, settings, store)
-            reaper = asyncio.create_task(runner.reap_forever())
+            tasks = [asyncio.create_task(runner.reap_forever())]
+            if settings.heartbeat_seconds > 0:
+                tasks.append(asyncio.create_task(heartbeat.beat_forever(store, settings)))
             try:
                 yield
             finally:
-                reaper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await runner.close()
         finally:
             store.close()
