@@ -20,9 +20,15 @@ class ServiceSettings(BaseSettings):
     revision: str = Field(default="local", validation_alias="K_REVISION")
     fault_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_latency_ms: int = Field(default=0, ge=0, le=600_000)
+    # CPU cores kept busy by background threads, for as long as the process runs.
+    fault_cpu_cores: float = Field(default=0.0, ge=0.0, le=16.0)
+    # vCPUs this instance may use (the denominator of the CPU gate). Unset: the cgroup quota, else the
+    # CPUs the process may run on. The local platform sets it from the template's resources.limits.cpu.
+    cpu_limit: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _no_faults_in_production(self) -> ServiceSettings:
-        if self.env == "production" and (self.fault_error_rate or self.fault_latency_ms):
+        faults = self.fault_error_rate or self.fault_latency_ms or self.fault_cpu_cores
+        if self.env == "production" and faults:
             raise ValueError("fault injection (ETHIX_FAULT_*) must be off when ETHIX_ENV=production")
         return self
