@@ -68,7 +68,7 @@ def _render(data: dict[str, Any]) -> None:
                 rev["name"],
                 f"{rev['percent']}%",
                 tags,
-                "[green]yes[/green]" if rev["ready"] else "[red]no[/red]",
+                _readiness(rev),
                 "" if rev["restarts"] is None else str(rev["restarts"]),
                 rev["prometheus"],
                 rev["image"].split("@sha256:")[0]
@@ -76,3 +76,10 @@ def _render(data: dict[str, Any]) -> None:
                 rev["message"],
             )
         output.show(table)
+
+
+def _readiness(revision: dict[str, Any]) -> str:
+    if not revision["ready"]:
+        return "[red]no[/red]"
+    # Deployed and started, but its readiness probe fails: the router sends it nothing.
+    return "[yellow]not serving[/yellow]" if revision.get("serving") is False else "[green]yes[/green]"

@@ -61,6 +61,9 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                     "ready": rev.ready,
                     "state": local.get("state"),
                     "restarts": local.get("restarts"),
+                    # local platform: False while its readiness probe fails (no traffic reaches it)
+                    "serving": local.get("serving"),
+                    "probes": local.get("probes"),
                     "message": rev.message,
                     "image": rev.image,
                     "created": rev.create_time.isoformat() if rev.create_time else None,

@@ -34,6 +34,7 @@ from ethixctl.platform.controlplane import apierror
 from ethixctl.platform.controlplane.apierror import ApiError
 from ethixctl.platform.controlplane.secretmanager import SecretManager
 from ethixctl.platform.controlplane.store import message_from_dict, message_to_dict, read_json, write_json
+from ethixctl.platform.probes import Probes
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, Runtime
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -559,7 +560,9 @@ class CloudRun:
             # Cloud Run gives each instance this many vCPUs; nothing enforces it here, so the revision is
             # told (its CPU gate measures against it).
             env["ETHIX_CPU_LIMIT"] = str(manifests.cpu_cores(container.resources.limits["cpu"]))
-        spec = RevisionSpec(service_id, revision_id, service_id, container.image, env)
+        spec = RevisionSpec(
+            service_id, revision_id, service_id, container.image, env, Probes.from_container(container)
+        )
         try:
             self._runtime.start_revision(spec)
         except Exception as exc:  # the revision must end FAILED with the reason, not stay reconciling
