@@ -1,4 +1,4 @@
-"""Prometheus HTTP API client (``/api/v1/query``, ``query_range``, ``targets``).
+"""Prometheus HTTP API client (``/api/v1/query``, ``query_range``, ``targets``, ``alerts``).
 
 Failures are typed so callers can fail safe: an unreachable server is ``PrometheusUnavailable``,
 a rejected query is ``QueryError``; an empty result is data ("no samples"), never an error.
@@ -36,6 +36,16 @@ class Target:
     health: str
     last_error: str
     scrape_url: str
+
+
+@dataclass
+class Alert:
+    name: str
+    state: str  # "pending" (for: not yet elapsed) or "firing"
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    active_at: str
+    value: float
 
 
 def _to_float(raw: str) -> float:
@@ -111,6 +121,21 @@ class Prometheus:
                 scrape_url=item.get("scrapeUrl", ""),
             )
             for item in data["activeTargets"]
+        ]
+
+    def alerts(self) -> list[Alert]:
+        """The alerts of the alerting rules Prometheus evaluates, pending or firing."""
+        data = self._get("/api/v1/alerts")
+        return [
+            Alert(
+                name=item["labels"].get("alertname", ""),
+                state=item["state"],
+                labels=item["labels"],
+                annotations=item.get("annotations", {}),
+                active_at=item.get("activeAt", ""),
+                value=_to_float(item.get("value", "nan")),
+            )
+            for item in data["alerts"]
         ]
 
     def ready(self) -> bool:

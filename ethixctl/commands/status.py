@@ -16,7 +16,7 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Services, revisions, traffic, tags, readiness and Prometheus targets.
+    """Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.
 
     On the local platform it also shows whether the router, Prometheus and the control plane are alive.
 
@@ -49,6 +49,14 @@ def _render(data: dict[str, Any]) -> None:
         output.show(f"[bold]{data['environment']}[/bold]  {line}")
         if any(ok != "up" for ok in parts.values()):
             output.warn("part of the platform is down: `ethixctl up` repairs it")
+    alerts = data.get("alerts")
+    if alerts is None:
+        output.warn("Prometheus is unreachable: firing alerts unknown")
+    for alert in alerts or []:
+        where = f" — runbook: {alert['runbook']}" if alert.get("runbook") else ""
+        output.warn(
+            f"ALERT {alert['name']} firing since {alert['since']}: {output.escape(alert['summary'])}{where}"
+        )
     for svc in data["services"]:
         output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
         release = svc.get("release_in_progress")

@@ -2,23 +2,29 @@
 
 The config is written as JSON (valid YAML); the targets file is rewritten atomically whenever
 revisions come and go, and Prometheus picks it up without a restart. The TSDB lives in the state dir,
-so restarting Prometheus keeps its data.
+so restarting Prometheus keeps its data. It evaluates the alerting rules of ``playbooks/alerts.yaml``
+(a copy in the state dir; ``ETHIXCTL_ALERT_FOR`` shortens every ``for:`` for tests and drills).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
 
+import yaml
+
 from ethixctl import procs
-from ethixctl.errors import PlatformUnavailable
+from ethixctl.errors import PlatformUnavailable, UsageError
 from ethixctl.files import write_atomic
 
 INSTALL_HINT = "install it: apt-get install -y --no-install-recommends prometheus"
 SCRAPE_INTERVAL = "1s"
+ALERT_RULES = procs.REPO_ROOT / "playbooks" / "alerts.yaml"
+ALERT_FOR_ENV = "ETHIXCTL_ALERT_FOR"
 
 
 def find_prometheus() -> Path:
@@ -67,6 +73,7 @@ class PrometheusServer:
                 }
             ],
         }
+        config["rule_files"] = [str(self._write_rules())]
         write_atomic(self.home / "prometheus.yml", json.dumps(config, indent=2))
         with self._lock:
             self._write_targets()
@@ -83,6 +90,20 @@ class PrometheusServer:
             cwd=self.home,
         )
         procs.wait_http(self.url + "/-/ready", timeout=timeout, process=self.process)
+
+    def _write_rules(self) -> Path:
+        rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+        shorter = os.environ.get(ALERT_FOR_ENV)
+        if shorter and not re.fullmatch(r"[0-9]+(ms|s|m|h)", shorter):
+            raise UsageError(f"{ALERT_FOR_ENV}={shorter!r} is not a Prometheus duration (e.g. 2s)")
+        if shorter:
+            for group in rules["groups"]:
+                for rule in group["rules"]:
+                    if "for" in rule:
+                        rule["for"] = shorter
+        path = self.home / "alerts.yml"
+        write_atomic(path, json.dumps(rules, indent=2))
+        return path
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()

@@ -17,14 +17,30 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
     services = [cloudrun.get_service(service_id(only))] if only else cloudrun.list_services()
 
     targets: dict[str, str] = {}
+    alerts: list[dict[str, Any]] | None = []
     prometheus_up = True
     try:
         with Prometheus(environment.prometheus_url, timeout=2.0) as prometheus:
             for target in prometheus.targets():
                 if "revision" in target.labels:
                     targets[target.labels["revision"]] = target.health
+            alerts = [
+                {
+                    "name": alert.name,
+                    "service": alert.labels.get("service"),
+                    "revision": alert.labels.get("revision"),
+                    "severity": alert.labels.get("severity"),
+                    "summary": alert.annotations.get("summary", ""),
+                    "runbook": alert.annotations.get("runbook"),
+                    "since": alert.active_at,
+                }
+                for alert in prometheus.alerts()
+                if alert.state == "firing"
+                and (only is None or alert.labels.get("service") == service_id(only))
+            ]
     except PrometheusUnavailable:
         prometheus_up = False
+        alerts = None  # unknown, which is not the same as none firing
 
     runtime: dict[str, Any] = {}
     platform: dict[str, str] | None = None
@@ -87,6 +103,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         "kind": environment.kind,
         "platform": platform,
         "prometheus_url": environment.prometheus_url,
+        "alerts": alerts,
         "services": out,
     }
 

@@ -49,6 +49,17 @@ ANALYSIS_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
 
+# Cloud Run's probes (and anyone else) calling /health/*: the alerting rules in playbooks/alerts.yaml
+# (ServiceNotReady, ServiceNotAlive) watch the failing share.
+HEALTH_CHECKS = Counter(
+    "health_check_total",
+    "Health probe answers, by endpoint and HTTP status",
+    ("service", "revision", "endpoint", "status"),
+)
+PROBE_ENDPOINTS = ("startup", "readiness", "liveness")
+# Created at zero, so the first failure is an increase Prometheus sees (a series born at 1 is not).
+_PROBE_STATUSES = ("200", "503")
+
 # Unlabelled, like the process_* metrics: the scrape target's labels say whose it is, and the CPU gate
 # divides rate(process_cpu_seconds_total) by it series by series.
 CPU_LIMIT = Gauge("ethix_cpu_limit_cores", "vCPUs this instance may use (the CPU gate's 100%)")
@@ -165,6 +176,9 @@ def install(app: FastAPI, settings: ServiceSettings) -> None:
     """Add request metrics, fault injection and ``GET /metrics`` to ``app``."""
     fault_random = random.Random()
     CPU_LIMIT.set(settings.cpu_limit or available_cpu_cores())
+    for endpoint in PROBE_ENDPOINTS:
+        for status in _PROBE_STATUSES:
+            HEALTH_CHECKS.labels(settings.service_name, settings.revision, endpoint, status)
     if settings.fault_cpu_cores:
         CpuBurner(settings.fault_cpu_cores).start()
 
@@ -194,6 +208,9 @@ def install(app: FastAPI, settings: ServiceSettings) -> None:
         )
         REQUESTS.labels(*labels).inc()
         LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        if template.startswith("/health/"):  # a matched route: the label values stay bounded
+            endpoint = template.removeprefix("/health/")
+            HEALTH_CHECKS.labels(settings.service_name, settings.revision, endpoint, labels[4]).inc()
         # Lets `ethixctl rollback` measure when clients see only the target revision through the router.
         response.headers["X-Ethix-Revision"] = settings.revision
         return response

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
@@ -78,3 +78,32 @@ def test_cpu_limit_gauge_is_the_setting_or_the_cpus_available(limit: float | Non
     text = TestClient(app).get("/metrics").text
     assert f"ethix_cpu_limit_cores {expected}" in text
     assert "process_cpu_seconds_total" in text and expected > 0
+
+
+def test_health_check_total_counts_probe_answers_by_endpoint_and_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("K_SERVICE", "svc-hc")
+    monkeypatch.setenv("K_REVISION", "svc-hc-00001-abc")
+    app = FastAPI()
+    observability.install(app, ServiceSettings())
+    failing = {"readiness": False}
+
+    @app.get("/health/readiness")
+    def readiness() -> Response:
+        return Response(status_code=503 if failing["readiness"] else 200)
+
+    def count(endpoint: str, status: str) -> float | None:
+        labels = {"service": "svc-hc", "revision": "svc-hc-00001-abc", "endpoint": endpoint, "status": status}
+        return REGISTRY.get_sample_value("health_check_total", labels)
+
+    # Every probe endpoint starts at zero, so a first failure is an increase Prometheus can see.
+    assert [count(endpoint, "503") for endpoint in ("startup", "readiness", "liveness")] == [0.0] * 3
+    client = TestClient(app)
+    client.get("/health/readiness")
+    failing["readiness"] = True
+    client.get("/health/readiness")
+    client.get("/health/readiness")
+    assert (count("readiness", "200"), count("readiness", "503")) == (1.0, 2.0)
+    assert client.get("/health/nope").status_code == 404
+    assert count("nope", "404") is None  # unmatched paths never become label values
