@@ -7,6 +7,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,17 +123,22 @@ def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.e2e
-def test_failing_readiness_takes_the_revision_out_of_the_router_until_it_passes(parts: Parts) -> None:
+def _start_flagged(parts: Parts) -> tuple[Path, Callable[[], dict[str, Any]]]:
+    """A ready revision echo-1 with the FAST probes: its flag directory, and its runtime snapshot."""
     ref, flags = _flagged_image(parts)
     parts.runtime.start_revision(RevisionSpec("echo", "echo-1", "echo", ref, {}, FAST))
     wait_ready(parts, "echo-1")
+    return flags, lambda: dict(parts.runtime.snapshot()["revisions"]["echo-1"])
+
+
+@pytest.mark.e2e
+def test_failing_readiness_takes_the_revision_out_of_the_router_until_it_passes(parts: Parts) -> None:
+    flags, revision = _start_flagged(parts)
     url = parts.runtime.service_url("echo")
     parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
     assert httpx.get(url, timeout=5).json() == {"revision": "echo-1"}
 
     (flags / "unready").touch()
-    revision = lambda: parts.runtime.snapshot()["revisions"]["echo-1"]  # noqa: E731
     _eventually(lambda: revision()["serving"] is False)
     assert revision()["message"] == "not serving: readiness probe failed 2 times in a row (HTTP 503)"
     assert httpx.get(url, timeout=5).status_code == 503  # the router has nobody to send it to
@@ -145,13 +151,10 @@ def test_failing_readiness_takes_the_revision_out_of_the_router_until_it_passes(
 
 @pytest.mark.e2e
 def test_failing_liveness_restarts_the_process(parts: Parts) -> None:
-    ref, flags = _flagged_image(parts)
-    parts.runtime.start_revision(RevisionSpec("echo", "echo-1", "echo", ref, {}, FAST))
-    wait_ready(parts, "echo-1")
+    flags, revision = _start_flagged(parts)
     first_pid = parts.runtime.pid_of("echo-1")
 
     (flags / "dead").touch()
-    revision = lambda: parts.runtime.snapshot()["revisions"]["echo-1"]  # noqa: E731
     # Shown while it waits for its restart (backoff 1 s).
     expected = "restarted: liveness probe failed 3 times in a row (HTTP 503); restarting in 1s"
     _eventually(lambda: revision()["message"] == expected)
