@@ -58,7 +58,7 @@ def _plain_flow(base: str, fixtures: Path) -> float:
         assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
         # core analysis
         dataset = upload(client, auth, "smoke_loans.csv").json()
-        assert client.get("/api/v1/datasets", headers=auth).status_code == 200
+        assert client.get("/api/v1/datasets", headers=auth).json()["items"][0]["id"] == dataset["id"]
         body = {"dataset_id": dataset["id"], "target": "approved", "protected_attribute": "gender"}
         analysis = client.post(
             "/api/v1/analyses", headers=auth, json={**body, "positive_label": "yes"}

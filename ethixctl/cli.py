@@ -16,7 +16,7 @@ import typer.main
 from typer.core import TyperGroup
 
 from ethixctl import __version__, output
-from ethixctl.errors import EthixError
+from ethixctl.errors import EthixError, from_os_error
 from ethixctl.exitcodes import EXIT_CODE_TABLE, ExitCode
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
         "status": "Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.",
-        "logs": "Show (or follow) a service's revision logs.",
+        "logs": "Show (or follow) a service's revision logs (JSON lines, Cloud Logging's format).",
         "build": "Snapshot services/ into a content-addressed local image.",
         "down": "Stop everything the local platform started; keep data unless --purge.",
     },
@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     except EthixError as exc:
         output.error(exc.message, exc.hint)
         code = int(exc.exit_code)
+    except OSError as exc:  # a path that is a file, unreadable, on a full disk...: one line, no traceback
+        failure = from_os_error(exc)
+        output.error(failure.message)
+        code = int(failure.exit_code)
     except _CLICK_USAGE_ERROR as exc:
         exc.show()  # type: ignore[attr-defined]
         code = int(ExitCode.USAGE)

@@ -37,3 +37,13 @@ class PlaybookError(UsageError):
 
 class PlatformUnavailable(EthixError):
     exit_code = ExitCode.PLATFORM_UNAVAILABLE
+
+
+def from_os_error(exc: OSError) -> EthixError:
+    """An OSError as one line that names the path: a bad path is a usage error (exit 2), anything
+    without a path (a socket, a pipe) an operation that failed (exit 1)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return EthixError(reason)
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return UsageError(f"{where}: {reason}")

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ethixctl.adapters import _google
+from ethixctl.adapters.cloudrun_names import Location, short
 from ethixctl.errors import EthixError, UsageError
 
 T = TypeVar("T")
@@ -51,10 +52,6 @@ class ServiceInfo:
     image: str
 
 
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
 class CloudRun:
     def __init__(self, project: str, region: str, endpoint: str | None = None):
         from google.cloud import run_v2
@@ -70,10 +67,13 @@ class CloudRun:
     # names and errors --------------------------------------------------------------------------
     @property
     def _parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.region}"
+        return Location(self.project, self.region).path
 
     def _service_name(self, service: str) -> str:
-        return f"{self._parent}/services/{service}"
+        return Location(self.project, self.region).service(service).path
+
+    def _revision_name(self, service: str, revision: str) -> str:
+        return Location(self.project, self.region).service(service).revision(revision).path
 
     def _call(self, what: str, fn: Callable[[], T], unknown: str | None = None) -> T:
         return _google.call(
@@ -127,7 +127,7 @@ class CloudRun:
     def get_revision(self, service: str, revision: str) -> RevisionInfo:
         raw = self._call(
             f"get revision {revision}",
-            lambda: self._revisions.get_revision(name=f"{self._service_name(service)}/revisions/{revision}"),
+            lambda: self._revisions.get_revision(name=self._revision_name(service, revision)),
             unknown=f"unknown revision {revision!r} of service {service!r}",
         )
         return self._revision_info(raw)
@@ -213,9 +213,7 @@ class CloudRun:
         if base_revision is not None:
             base = self._call(
                 f"get revision {base_revision}",
-                lambda: self._revisions.get_revision(
-                    name=f"{self._service_name(service)}/revisions/{base_revision}"
-                ),
+                lambda: self._revisions.get_revision(name=self._revision_name(service, base_revision)),
                 unknown=f"unknown revision {base_revision!r} of service {service!r}",
             )
             container.env = list(base.containers[0].env) if base.containers else []
@@ -271,7 +269,7 @@ class CloudRun:
         split = self._split_of(raw)
         if not split:
             raise EthixError(
-                f"service {_short(raw.name)} serves no traffic yet; nothing to pin",
+                f"service {short(raw.name)} serves no traffic yet; nothing to pin",
                 hint="wait for its first revision to become ready",
             )
         return [run.TrafficTarget(type_=kind, revision=r, percent=p) for r, p in split.items()]
@@ -313,7 +311,7 @@ class CloudRun:
         ]
         containers = raw.template.containers
         return ServiceInfo(
-            name=_short(raw.name),
+            name=short(raw.name),
             uri=raw.uri,
             latest_ready_revision=raw.latest_ready_revision or None,
             latest_created_revision=raw.latest_created_revision or None,
@@ -326,8 +324,8 @@ class CloudRun:
         succeeded = self._run.Condition.State.CONDITION_SUCCEEDED
         container = raw.containers[0] if raw.containers else None
         return RevisionInfo(
-            name=_short(raw.name),
-            service=_short(raw.service),
+            name=short(raw.name),
+            service=short(raw.service),
             image=container.image if container else "",
             env={v.name: v.value for v in container.env if not v.value_source.secret_key_ref.secret}
             if container

@@ -16,10 +16,24 @@ EnvOption = Annotated[
         "--env", "-e", envvar="ETHIXCTL_ENV", help="Environment from ethixctl.toml (default: local)."
     ),
 ]
+
+
+def _usable_state_dir(value: Path | None) -> Path | None:
+    """Checked before the command runs, so a bad path is one line and exit 2, with nothing changed."""
+    if value is not None:
+        from ethixctl.platform.state import check_state_dir
+
+        check_state_dir(value.expanduser())
+    return value
+
+
 StateDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--state-dir", envvar="ETHIXCTL_STATE_DIR", help="Local platform state (default: ~/.ethixctl/local)."
+        "--state-dir",
+        envvar="ETHIXCTL_STATE_DIR",
+        help="Local platform state (default: ~/.ethixctl/local).",
+        callback=_usable_state_dir,
     ),
 ]
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; implied when CI is set or no TTY.")]

@@ -1,13 +1,17 @@
-"""``ethixctl status``: services, revisions, traffic, tags, readiness and what Prometheus sees."""
+"""``ethixctl status``: services, revisions, traffic, tags, readiness, what Prometheus sees and its
+firing alerts."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def command(
@@ -26,11 +30,10 @@ def command(
 
       ethixctl status backend --json
     """
-    output.configure(json_mode=json)
-    from ethixctl.config import load_environment
+    from ethixctl.config import resolve_environment
     from ethixctl.platform.status import collect
 
-    data = collect(load_environment(env, state_dir), service)
+    data = collect(resolve_environment(env, state_dir), service)
     if json:
         output.emit_json(data)
     else:
@@ -38,27 +41,37 @@ def command(
 
 
 def _render(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
     parts = data.get("platform")
     if parts:
-        line = "  ".join(
-            f"{name}: {'[green]up[/green]' if ok == 'up' else '[red]' + ok + '[/red]'}"
-            for name, ok in parts.items()
-        )
-        output.show(f"[bold]{data['environment']}[/bold]  {line}")
+        line = output.markup("[bold]{}[/bold]", data["environment"])
+        for name, ok in parts.items():
+            line += output.markup("  {}: [{}]{}[/]", name, "green" if ok == "up" else "red", ok)
+        output.show(line)
         if any(ok != "up" for ok in parts.values()):
             output.warn("part of the platform is down: `ethixctl up` repairs it")
     alerts = data.get("alerts")
     if alerts is None:
-        output.warn("Prometheus is unreachable: firing alerts unknown")
-    for alert in alerts or []:
-        where = f" — runbook: {alert['runbook']}" if alert.get("runbook") else ""
-        output.warn(
-            f"ALERT {alert['name']} firing since {alert['since']}: {output.escape(alert['summary'])}{where}"
+        output.warn("Prometheus did not list its alerts: firing alerts unknown")
+    elif alerts:
+        table = output.table(
+            title=output.markup("[bold red]firing alerts[/]"),
+            show_header=True,
+            header_style="bold",
         )
+        for column in ("alert", "service", "revision", "since", "summary", "runbook"):
+            table.add_column(column)
+        for alert in alerts:
+            table.add_row(
+                output.markup("[red]{}[/red]", alert["name"]),
+                alert["service"] or "",
+                alert["revision"] or "",
+                alert["since"],
+                alert["summary"],
+                alert["runbook"] or "",
+            )
+        output.show(table)
     for svc in data["services"]:
-        output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
+        output.show(output.markup("\n[bold]{}[/bold]  {}", svc["name"], svc["url"]))
         release = svc.get("release_in_progress")
         if release:
             output.warn(
@@ -67,7 +80,7 @@ def _render(data: dict[str, Any]) -> None:
                 f"`ethixctl release {svc['name']} --resume` continues it, "
                 f"`ethixctl rollback {svc['name']}` ends it"
             )
-        table = Table(show_header=True, header_style="bold")
+        table = output.table(show_header=True, header_style="bold")
         for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):
             table.add_column(column)
         for rev in svc["revisions"]:
@@ -86,8 +99,10 @@ def _render(data: dict[str, Any]) -> None:
         output.show(table)
 
 
-def _readiness(revision: dict[str, Any]) -> str:
+def _readiness(revision: dict[str, Any]) -> Text:
     if not revision["ready"]:
-        return "[red]no[/red]"
+        return output.markup("[red]no[/red]")
     # Deployed and started, but its readiness probe fails: the router sends it nothing.
-    return "[yellow]not serving[/yellow]" if revision.get("serving") is False else "[green]yes[/green]"
+    if revision.get("serving") is False:
+        return output.markup("[yellow]not serving[/yellow]")
+    return output.markup("[green]yes[/green]")

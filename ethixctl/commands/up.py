@@ -34,7 +34,6 @@ def command(
 
       ethixctl up --state-dir /tmp/ethix --free-ports --json
     """
-    output.configure(json_mode=json)
     from ethixctl.config import local_state_dir
     from ethixctl.platform import lifecycle
 
@@ -75,10 +74,8 @@ def command(
     if json:
         output.emit_json(data)
         return
-    from rich.table import Table
-
     output.success("platform " + data["status"] + f" (state dir {directory})")
-    table = Table(show_header=True, header_style="bold")
+    table = output.table(show_header=True, header_style="bold")
     table.add_column("part")
     table.add_column("URL")
     for name, url in info["services"].items():

@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from ethixctl import procs
-from ethixctl.errors import EthixError
+from ethixctl.errors import EthixError, from_os_error
+from ethixctl.exitcodes import ExitCode
 from ethixctl.platform import images, manifests, state
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
@@ -112,6 +113,20 @@ class Daemon:
         with self._write_lock:
             state.write_json(self.state_dir / state.RUNTIME_FILE, snapshot)
 
+    def _record_held_ports(self) -> None:
+        """The router keeps a chosen port only once its Caddy alone holds it (another platform may have
+        bound the same one at the same moment): record the ports it ended up with."""
+        assert self.runtime is not None
+        self.ports["router_admin"] = self.router.admin_port
+        for name in SEEDED:
+            self.ports[name] = int(self.runtime.service_url(name).rsplit(":", 1)[1])
+        state.write_json(self.state_dir / state.PORTS_FILE, dict(self.ports))
+        self._update(
+            ports=self.ports,
+            router_admin_url=self.router.admin_url,
+            services={name: f"http://127.0.0.1:{self.ports[name]}" for name in SEEDED},
+        )
+
     def phase(self, text: str) -> None:
         print(f"{datetime.now(UTC).isoformat()} {text}", flush=True)
         self._update(phase=text)
@@ -135,6 +150,7 @@ class Daemon:
         )
         for name in SEEDED:
             self.runtime.service_url(name)
+        self._record_held_ports()
         self.phase("starting the control plane")
         from ethixctl.platform.controlplane import serve
 
@@ -214,6 +230,8 @@ class Daemon:
         repaired = []
         if not self.router.alive():
             self.router.start()
+            if self.runtime is not None:
+                self._record_held_ports()
             repaired.append("router")
         if not self.prometheus.alive():
             self.prometheus.start()
@@ -241,16 +259,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--free-ports", action="store_true", help="never use the default ports")
     args = parser.parse_args(argv)
-    state_dir: Path = args.state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(state_dir / state.LOCK_FILE, "a")  # noqa: SIM115 - held for the daemon's lifetime
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"another daemon already runs for {state_dir}", file=sys.stderr)
-        return 1
-    (state_dir / state.PID_FILE).write_text(f"{os.getpid()}\n")
-    daemon = Daemon(state_dir, args.free_ports)
+        state.check_state_dir(args.state_dir)
+        state_dir: Path = args.state_dir.resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(state_dir / state.LOCK_FILE, "a")  # noqa: SIM115 - held for the daemon's lifetime
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another daemon already runs for {state_dir}", file=sys.stderr)
+            return 1
+        (state_dir / state.PID_FILE).write_text(f"{os.getpid()}\n")
+        daemon = Daemon(state_dir, args.free_ports)
+    except (OSError, EthixError) as exc:
+        failure = from_os_error(exc) if isinstance(exc, OSError) else exc
+        print(f"platform failed: {failure.message}", file=sys.stderr, flush=True)
+        return int(ExitCode.USAGE)
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         daemon.stop_requested.set()

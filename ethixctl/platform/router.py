@@ -34,17 +34,30 @@ at that instant on any public listener; weight changes and re-pointing an existi
 
 Both processes are one process group, led by the edge (sh starts the split Caddy, then execs the
 edge): ``Router.process`` is the edge, and stopping it, or a stale pid of a crashed daemon, stops both.
+
+Ports. SO_REUSEPORT also means that two Caddy processes given the same port (two platforms started at
+the same moment by different processes, each having found the port free) both bind it without an
+error, and the kernel splits the connections between them: requests to one platform reach the other,
+and one platform's admin calls can program the other's Caddy. So a port counts as held only once the
+kernel's socket tables show that Caddy as its only listener (``procs.port_holding``): after start for
+the admin ports, after every ``/load`` for every port of the config. A port found shared, or already
+taken by another program (the load fails with "address already in use"), is replaced by a fresh one and
+the config loaded again; every port here is a preference, so the callers read the ports actually held
+back (``admin_port``, ``listeners()``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +76,15 @@ EDGE_REQUEST_BUFFER = 1 << 20
 # sh -c _LAUNCH sh SPLIT_ADMIN CADDY SPLIT_PIDFILE SPLIT_LOG EDGE_ARGV...
 _LAUNCH = 'CADDY_ADMIN="$1" "$2" run --pidfile "$3" >>"$4" 2>&1 </dev/null & shift 4; exec "$@"'
 REPLAYABLE_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+# Cloud Run's front end refuses HTTP/1 requests over 32 MiB with a 413 before any instance sees them;
+# the edge does the same, with a JSON body like the services' own errors.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+TOO_LARGE_BODY = json.dumps(
+    {"detail": f"request body exceeds the platform's limit of {MAX_REQUEST_BYTES} bytes"}
+)
+# How many fresh ports to try before giving up when the ones chosen turn out to be held by others.
+PORT_ATTEMPTS = 8
+_BIND_FAILED = re.compile(r"127\.0\.0\.1:(\d+): bind: address already in use")
 
 
 def find_caddy() -> Path:
@@ -87,14 +109,38 @@ class Listener:
     upstreams: dict[str, int] = field(default_factory=dict)
 
 
-def _server(port: int, handler: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _server(port: int, handler: dict[str, Any], *before: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A listener whose requests go through the routes `before` (if one matches), else `handler`."""
     return {
         "listen": [f"127.0.0.1:{port}"],
         "automatic_https": {"disable": True},
         "protocols": ["h1"],
-        "routes": [{"handle": [handler]}],
+        "routes": [*before, {"handle": [handler]}],
         **extra,
     }
+
+
+# Decided on the declared Content-Length, before the upstream is contacted. (A `request_body` limit
+# would cut a body mid-stream, which the edge's replays then turn into a 502; a chunked body is bounded
+# by the service that reads it.)
+_TOO_LARGE = {
+    "match": [
+        {
+            "expression": (
+                "{http.request.header.Content-Length}.matches('^[0-9]+$') && "
+                f"int({{http.request.header.Content-Length}}) > {MAX_REQUEST_BYTES}"
+            )
+        }
+    ],
+    "handle": [
+        {
+            "handler": "static_response",
+            "status_code": 413,
+            "headers": {"Content-Type": ["application/json"], "Connection": ["close"]},
+            "body": TOO_LARGE_BODY,
+        }
+    ],
+}
 
 
 class Router:
@@ -120,7 +166,36 @@ class Router:
 
     def start(self, timeout: float = 20.0) -> None:
         """Start both Caddy processes (both again, if either died) and send them the listeners."""
+        self._start_processes(timeout)
+        with self._lock:
+            self._edge_loaded = None
+            self._programmed = {}
+            self._apply()
+
+    def _start_processes(self, timeout: float) -> None:
+        """Start both Caddys on admin ports that they alone hold; fresh admin ports until they do."""
+        for _ in range(PORT_ATTEMPTS):
+            self.stop()
+            try:
+                self._launch(timeout)
+            except EthixError as exc:
+                if "address already in use" not in f"{exc.message} {exc.hint}":
+                    raise
+            else:
+                edge = procs.port_holding(self.pid, [self.admin_port])
+                split = procs.port_holding(self.split_pid or 0, [self.split_admin_port or 0])
+                if all(holding is None or holding.exclusive for holding in (edge, split)):
+                    return
+            self.admin_port = procs.free_port()
         self.stop()
+        raise EthixError(f"the router found no admin port it could hold alone after {PORT_ATTEMPTS} tries")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def _launch(self, timeout: float) -> None:
         home = self.state_dir / "caddy"
         home.mkdir(parents=True, exist_ok=True)
         caddy = str(find_caddy())
@@ -156,10 +231,6 @@ class Router:
         procs.wait_http(self.admin_url + "/config/", timeout=timeout, process=self.process)
         procs.wait_http(self.split_admin_url + "/config/", timeout=timeout, process=self.process)
         self.split_pid = _read_pidfile(split_pidfile, timeout)
-        with self._lock:
-            self._edge_loaded = None
-            self._programmed = {}
-            self._apply()
 
     def alive(self) -> bool:
         return (
@@ -220,6 +291,7 @@ class Router:
                         "retry_match": [{"method": REPLAYABLE_METHODS}],
                     },
                 },
+                _TOO_LARGE,
             )
         return self._caddy_config(self.admin_port, servers)
 
@@ -274,37 +346,95 @@ class Router:
         """Program both Caddys; the edge only when its listeners changed.
 
         Order: the split Caddy first, so that a new public listener finds its inner one, and a
-        listener being removed keeps its inner listener until the edge no longer uses it.
+        listener being removed keeps its inner listener until the edge no longer uses it. Every load
+        is confirmed (see "Ports" above); a port held by others is replaced and the whole pass redone.
         """
         if self.process is None or self.split_pid is None:
             return
-        retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
-        for name in self._listeners:
-            if name not in self._inner_ports:
+        for _ in range(PORT_ATTEMPTS):
+            retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
+            for name in self._listeners:
+                if name not in self._inner_ports:
+                    self._inner_ports[name] = procs.free_port()
+            split = self.split_config({**retiring, **self._listeners})
+            if not self._load_held(self.split_admin_url, split, self.split_pid, self._move_inner):
+                continue
+            edge = self.edge_config()
+            if edge != self._edge_loaded:
+                self._edge_loaded = None
+                if not self._load_held(self.admin_url, edge, self.pid, self._move_public):
+                    continue
+                self._edge_loaded = edge
+            if retiring:
+                for name in retiring:
+                    self._inner_ports.pop(name, None)
+                if not self._load_held(
+                    self.split_admin_url, self.split_config(), self.split_pid, self._move_inner
+                ):
+                    continue
+            self._programmed = dict(self._listeners)
+            return
+        raise EthixError(
+            f"the router found no listener ports it could hold alone after {PORT_ATTEMPTS} tries"
+        )
+
+    def _load_held(
+        self, admin_url: str, config: dict[str, Any], pid: int, move: Callable[[int], None]
+    ) -> bool:
+        """Load ``config`` and confirm that this Caddy alone holds its ports. False after replacing the
+        ports held by others (``move(port)``), or restarting both Caddys if an admin port was shared."""
+        ports = [
+            _port(address)
+            for server in config["apps"]["http"]["servers"].values()
+            for address in server["listen"]
+        ]
+        admin = _port(config["admin"]["listen"])
+        taken = self._load(admin_url, config)
+        holding = procs.port_holding(pid, [admin, *ports])
+        if holding is not None:
+            taken |= holding.shared | holding.missing
+        if admin in taken:
+            # The load may have gone to another Caddy: start ours afresh, then program everything again.
+            self.admin_port = procs.free_port()
+            self._start_processes(timeout=20.0)
+            self._edge_loaded = None
+            self._programmed = {}
+            return False
+        for port in taken:
+            move(port)
+        return not taken
+
+    def _move_inner(self, port: int) -> None:
+        for name, inner in list(self._inner_ports.items()):
+            if inner == port:
                 self._inner_ports[name] = procs.free_port()
-        self._load(self.split_admin_url, self.split_config({**retiring, **self._listeners}))
-        edge = self.edge_config()
-        if edge != self._edge_loaded:
-            self._load(self.admin_url, edge)
-            self._edge_loaded = edge
-        if retiring:
-            for name in retiring:
-                self._inner_ports.pop(name, None)
-            self._load(self.split_admin_url, self.split_config(self._listeners))
-        self._programmed = dict(self._listeners)
+
+    def _move_public(self, port: int) -> None:
+        for name, listener in list(self._listeners.items()):
+            if listener.port == port:
+                self._listeners[name] = Listener(procs.free_port(), dict(listener.upstreams))
 
     @staticmethod
-    def _load(admin_url: str, config: dict[str, Any]) -> None:
+    def _load(admin_url: str, config: dict[str, Any]) -> set[int]:
+        """POST the config; the ports another program already holds (Caddy keeps its old config then)."""
         try:
             response = httpx.post(admin_url + "/load", json=config, timeout=10.0)
         except httpx.TransportError as exc:
             raise PlatformUnavailable(
                 f"the router (Caddy admin at {admin_url}) is unreachable: {exc}"
             ) from None
-        if response.status_code != 200:
-            raise EthixError(
-                f"the router rejected its configuration: HTTP {response.status_code}: {response.text}"
-            )
+        if response.status_code == 200:
+            return set()
+        taken = {int(port) for port in _BIND_FAILED.findall(response.text)}
+        if taken:
+            return taken
+        raise EthixError(
+            f"the router rejected its configuration: HTTP {response.status_code}: {response.text}"
+        )
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
 def _read_pidfile(path: Path, timeout: float) -> int:

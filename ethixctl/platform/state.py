@@ -11,10 +11,12 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from ethixctl import procs
+from ethixctl.errors import UsageError, from_os_error
 from ethixctl.files import write_atomic
 
 PLATFORM_FILE = "platform.json"
@@ -27,6 +29,20 @@ DAEMON_MODULE = "ethixctl.platform.daemon"
 
 def default_state_dir() -> Path:
     return Path.home() / ".ethixctl" / "local"
+
+
+def check_state_dir(path: Path) -> None:
+    """A usable state dir is a directory we may read, write and enter, or a path not created yet."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise from_os_error(exc) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{path}: not a directory (the state dir must be a directory)")
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: permission denied (the state dir must be readable and writable)")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from ethixctl.platform.images import service_id
 
 def collect(environment: Environment, only: str | None = None) -> dict[str, Any]:
     from ethixctl.adapters.cloudrun import CloudRun
-    from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable
+    from ethixctl.adapters.prometheus import PrometheusUnavailable, QueryError, open_prometheus
 
     cloudrun = CloudRun(environment.project, environment.region, environment.run_endpoint)
     services = [cloudrun.get_service(service_id(only))] if only else cloudrun.list_services()
@@ -20,7 +20,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
     alerts: list[dict[str, Any]] | None = []
     prometheus_up = True
     try:
-        with Prometheus(environment.prometheus_url, timeout=2.0) as prometheus:
+        with open_prometheus(environment, budget=2.5) as prometheus:
             for target in prometheus.targets():
                 if "revision" in target.labels:
                     targets[target.labels["revision"]] = target.health
@@ -38,7 +38,9 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                 if alert.state == "firing"
                 and (only is None or alert.labels.get("service") == service_id(only))
             ]
-    except PrometheusUnavailable:
+    # Managed Prometheus has no targets or alerts API (QueryError): status then shows no scrape health
+    # and no alerts (Cloud Monitoring alerting has those).
+    except (PrometheusUnavailable, QueryError):
         prometheus_up = False
         alerts = None  # unknown, which is not the same as none firing
 
@@ -112,13 +114,14 @@ def _releases_in_progress(environment: Environment, services: list[str]) -> dict
     """Releases the ledger records as unfinished: a running canary, or one interrupted mid-way."""
     if not (environment.state_dir / "ledger.db").exists():
         return {}
-    from ethixctl.release.ledger import Ledger
+    from ethixctl.ops.ledger import Ledger
+    from ethixctl.release import releases
 
     ledger = Ledger(environment.state_dir)
     try:
         found = {}
         for service in services:
-            release = ledger.in_progress(service, environment.name)
+            release = releases.in_progress(ledger, service, environment.name)
             if release is not None:
                 found[service] = {
                     "id": release.id,

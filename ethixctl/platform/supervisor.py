@@ -148,6 +148,7 @@ class LocalRuntime:
                 self._service_ports[service] = procs.free_port()
             if service not in self.router.listeners():
                 self.router.set_listener(service, self._service_ports[service], {})
+                self._service_ports[service] = self.router.listeners()[service].port  # as held
             return f"http://127.0.0.1:{self._service_ports[service]}"
 
     def stop_revision(self, revision: str) -> None:
@@ -280,6 +281,11 @@ class LocalRuntime:
         for name in stale:
             self._tag_ports.pop((service, name.split(_TAG_SEPARATOR, 1)[1]), None)
         self.router.set_many(listeners, remove=stale)
+        # The router may have had to move a port that another process held: keep the ports it holds.
+        held = self.router.listeners()
+        self._service_ports[service] = held[service].port
+        for tag in traffic.tags:
+            self._tag_ports[(service, tag)] = held[f"{service}{_TAG_SEPARATOR}{tag}"].port
         self._changed()
         return {tag: f"http://127.0.0.1:{self._tag_ports[(service, tag)]}" for tag in traffic.tags}
 

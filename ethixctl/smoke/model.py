@@ -13,12 +13,11 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ethixctl import yamldoc
+from ethixctl import PLAYBOOKS, yamldoc
 from ethixctl.errors import PlaybookError, UsageError
 from ethixctl.smoke import jsonpath, template
 
-# ethixctl.procs knows the repo root too, but importing it would pull httpx into every suite load.
-DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "playbooks" / "smoke.yaml"
+DEFAULT_SUITE = PLAYBOOKS / "smoke.yaml"
 BUILTIN_VARIABLES = ("run_id", "email", "password", "base_url")
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 

@@ -7,7 +7,11 @@ Implemented (project `local`, region `local`; any other project/location names w
 
 - Cloud Run v2: `GET|POST /v2/projects/P/locations/L/services` (list, create with `?serviceId=`),
   `GET|PATCH .../services/S` (get, update; `allowMissing`, etag checked), `GET .../services/S/revisions`,
-  `GET|DELETE .../revisions/R`, `GET /v2/projects/P/locations/L/operations/O`.
+  `GET|DELETE .../revisions/R`; operations: `GET /v2/projects/P/locations/L/operations` (list,
+  `filter=done=true|false`), `GET|DELETE .../operations/O`, `POST .../operations/O:wait` (at most 60 s).
+  Create, update and delete take `validateOnly=true`: everything is checked, nothing changes, and the
+  answer is an operation already done with the resource as the change would make it (not kept).
+  Every list takes `pageSize` (default 100, at most 1000) and `pageToken`, and answers `nextPageToken`.
 - Secret Manager v1: `GET|POST /v1/projects/P/secrets` (`?secretId=`), `GET|PATCH|DELETE .../secrets/S`
   (PATCH with `updateMask=versionAliases|labels|annotations`), `POST .../secrets/S:addVersion`,
   `GET .../secrets/S/versions`, `GET .../versions/V` and `GET .../versions/V:access` (V: number, `latest`,
@@ -15,7 +19,8 @@ Implemented (project `local`, region `local`; any other project/location names w
 - `GET /healthz` for readiness checks.
 
 State: `store_dir/cloudrun.json`, `store_dir/secretmanager.json` (0600, atomic replacement) and the
-Fernet key `store_dir/secretmanager.key` (0600). Operations live in memory only. On start, `serve`
+Fernet key `store_dir/secretmanager.key` (0600). Operations live in memory only; finished ones
+are evicted after an hour, or beyond 500. On start, `serve`
 restarts the revisions the stored traffic needs (after `ethixctl down` / `up`) and re-programs the router.
 """
 

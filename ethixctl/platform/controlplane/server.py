@@ -19,11 +19,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.cloud import run_v2
 from google.cloud import secretmanager_v1 as sm
+from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
 from ethixctl.platform.controlplane import apierror
 from ethixctl.platform.controlplane.apierror import ApiError
 from ethixctl.platform.controlplane.cloudrun import CloudRun
+from ethixctl.platform.controlplane.paging import Page
 from ethixctl.platform.controlplane.secretmanager import SecretManager
 from ethixctl.platform.controlplane.store import message_to_dict as _msg
 from ethixctl.platform.runtime import Runtime
@@ -55,8 +57,9 @@ class ControlPlane:
     def __init__(self, store_dir: Path, runtime: Runtime, startup_timeout: float):
         self.secrets = SecretManager(store_dir / "secretmanager.json", store_dir / "secretmanager.key")
         self.cloudrun = CloudRun(store_dir / "cloudrun.json", runtime, self.secrets, startup_timeout)
-        run, sec = self.cloudrun, self.secrets
+        run, sec, ops = self.cloudrun, self.secrets, self.cloudrun.operations
         svc = rf"{_LOC}/services/(?P<svc>{_SEG})"
+        op = rf"{_LOC}/operations/(?P<op>{_SEG})"
         rev = rf"{svc}/revisions/(?P<rev>{_SEG})"
         secret = rf"{_PRJ}/secrets/(?P<sec>{_SEG})"
         version = rf"{secret}/versions/(?P<ver>{_SEG})"
@@ -64,13 +67,18 @@ class ControlPlane:
             (
                 "GET",
                 rf"{_LOC}/services",
-                lambda r: {"services": [_msg(s) for s in run.list_services(r["loc"])]},
+                lambda r: _listed("services", run.list_services(r["loc"], *_paging(r)), _msg),
             ),
             (
                 "POST",
                 rf"{_LOC}/services",
                 lambda r: _op(
-                    run.create_service(r["loc"], r.query.get("serviceId", ""), _parse(run_v2.Service, r.body))
+                    run.create_service(
+                        r["loc"],
+                        r.query.get("serviceId", ""),
+                        _parse(run_v2.Service, r.body),
+                        _flag(r, "validateOnly"),
+                    )
                 ),
             ),
             ("GET", svc, lambda r: _msg(run.get_service(_svc(r)))),
@@ -79,22 +87,38 @@ class ControlPlane:
                 svc,
                 lambda r: _op(
                     run.update_service(
-                        _svc(r), _parse(run_v2.Service, r.body), r.query.get("allowMissing") == "true"
+                        _svc(r),
+                        _parse(run_v2.Service, r.body),
+                        _flag(r, "allowMissing"),
+                        _flag(r, "validateOnly"),
                     )
                 ),
             ),
             (
                 "GET",
                 rf"{svc}/revisions",
-                lambda r: {"revisions": [_msg(x) for x in run.list_revisions(_svc(r))]},
+                lambda r: _listed("revisions", run.list_revisions(_svc(r), *_paging(r)), _msg),
             ),
             ("GET", rev, lambda r: _msg(run.get_revision(_rev(r)))),
-            ("DELETE", rev, lambda r: _op(run.delete_revision(_rev(r), r.query.get("etag", "")))),
+            (
+                "DELETE",
+                rev,
+                lambda r: _op(
+                    run.delete_revision(_rev(r), r.query.get("etag", ""), _flag(r, "validateOnly"))
+                ),
+            ),
             (
                 "GET",
-                rf"{_LOC}/operations/(?P<op>{_SEG})",
-                lambda r: _op(run.get_operation(f"{r['loc']}/operations/{r['op']}")),
+                rf"{_LOC}/operations",
+                lambda r: _listed(
+                    "operations",
+                    ops.list(r["loc"], r.query.get("filter", ""), *_paging(r)),
+                    _op,
+                ),
             ),
+            ("GET", op, lambda r: _op(ops.get(_opname(r)))),
+            ("DELETE", op, lambda r: _empty(ops.delete, _opname(r))),
+            ("POST", rf"{op}:wait", lambda r: _op(ops.wait(_opname(r), _wait_timeout(r.body)))),
             ("GET", rf"{_PRJ}/secrets", lambda r: {"secrets": [_msg(s) for s in sec.list_secrets(r["prj"])]}),
             (
                 "POST",
@@ -174,6 +198,35 @@ def _op(operation: Any) -> dict[str, Any]:
     return dict(json.loads(json_format.MessageToJson(operation)))
 
 
+def _listed(field: str, page: Page[Any], render: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    answer: dict[str, Any] = {field: [render(item) for item in page.items]}
+    if page.next_token:
+        answer["nextPageToken"] = page.next_token
+    return answer
+
+
+def _paging(r: Request) -> tuple[int, str]:
+    raw = r.query.get("pageSize", "0")
+    try:
+        size = int(raw)
+    except ValueError:
+        raise apierror.invalid_argument(f"pageSize must be an integer, got {raw!r}") from None
+    return size, r.query.get("pageToken", "")
+
+
+def _flag(r: Request, name: str) -> bool:
+    return r.query.get(name) == "true"
+
+
+def _wait_timeout(body: str) -> float | None:
+    request = operations_pb2.WaitOperationRequest()
+    try:
+        json_format.Parse(body or "{}", request, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise apierror.invalid_argument(f"invalid request body: {exc}") from None
+    return request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
+
+
 def _versions(versions: list[sm.SecretVersion]) -> dict[str, Any]:
     return {"versions": [_msg(v) for v in versions], "totalSize": len(versions)}
 
@@ -188,6 +241,10 @@ def _svc(r: Request) -> str:
 
 def _rev(r: Request) -> str:
     return f"{_svc(r)}/revisions/{r['rev']}"
+
+
+def _opname(r: Request) -> str:
+    return f"{r['loc']}/operations/{r['op']}"
 
 
 def _sec(r: Request) -> str:

@@ -78,7 +78,25 @@ def test_all_steps_pass_with_human_output_and_junit(
     cases = root.findall("./testsuite/testcase")
     assert len(cases) == ALL_CASES == int(root.get("tests") or 0)
     assert all(len(case) == 0 for case in cases), "a passing testcase has no failure/error/skipped child"
-    assert float(cases[0].get("time") or -1) >= 0
+
+
+@pytest.mark.e2e
+def test_junit_times_are_the_measured_step_durations(
+    backend_service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "smoke.xml"
+    assert main(["smoke", backend_service.url, "--junit", str(junit), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    measured = [step["duration"] for step in (*report["steps"], *report["cleanup"])]
+    suite = ET.parse(junit).getroot().find("./testsuite")
+    assert suite is not None
+    case_times = [float(case.get("time", "nan")) for case in suite.findall("testcase")]
+    # JUnit keeps 3 decimals of the durations the runner measured (the JSON report keeps 4).
+    assert case_times == pytest.approx(measured, abs=0.0006)
+    assert float(suite.get("time", "nan")) == pytest.approx(report["duration"], abs=0.0006)
+    assert all(duration > 0 for duration in measured), measured  # every step made a real HTTP request
+    # The steps ran one after another inside the suite: their times add up to at most the suite's.
+    assert sum(measured) <= report["duration"] + 0.0001 * len(measured)
 
 
 @pytest.mark.e2e

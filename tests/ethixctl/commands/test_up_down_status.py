@@ -96,9 +96,43 @@ def test_unknown_service_is_a_usage_error(platform: Path, capsys: pytest.Capture
 
 def test_logs_show_the_revision_output(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "logs", "ai_core", "--lines", "5", "--state-dir", str(platform))
-    assert code == 0
-    assert "Uvicorn running on" in out or "Application startup complete" in out
-    assert len(out.splitlines()) <= 5
+    assert code == 0 and 0 < len(out.splitlines()) <= 5
+    # The revisions write JSON lines (issue #15): every one parses, uvicorn's own lines included.
+    code, out, _ = run(capsys, "logs", "ai_core", "--lines", "1000", "--json", "--state-dir", str(platform))
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and all(entry["severity"] != "DEFAULT" for entry in entries)
+    assert "Application startup complete." in [entry["message"] for entry in entries]
+
+
+def test_an_oversized_upload_through_the_router_always_gets_the_json_413(platform: Path) -> None:
+    """Regression: 1 upload in 30 of 20 MB through the router got an empty 502 instead of the
+    backend's JSON 413. Each attempt here opens a new connection, as the failing clients did."""
+    url = (state.read_json(platform / state.PLATFORM_FILE) or {})["services"]["backend"]
+    account = {"email": "big-upload@example.com", "password": "correct horse battery"}
+    assert httpx.post(url + "/api/v1/auth/register", json=account, timeout=30).status_code == 201
+    token = httpx.post(url + "/api/v1/auth/login", json=account, timeout=30).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    csv = b"score,group,approved\n" + b"1,a,yes\n" * (20 * 1024 * 1024 // 8)
+    answers = []
+    for _ in range(30):
+        response = httpx.post(
+            url + "/api/v1/datasets",
+            files={"file": ("big.csv", csv, "text/csv")},
+            headers=headers,
+            timeout=60,
+        )
+        answers.append((response.status_code, response.headers.get("content-type"), response.text))
+    expected = (
+        413,
+        "application/json",
+        '{"detail":"request body exceeds the upload limit of 10485760 bytes"}',
+    )
+    assert answers == [expected] * 30
+    # Over Cloud Run's 32 MiB request limit, the router answers itself, in JSON too.
+    huge = httpx.post(
+        url + "/api/v1/datasets", content=b"x" * (33 * 1024 * 1024), headers=headers, timeout=60
+    )
+    assert huge.status_code == 413 and "platform's limit of 33554432 bytes" in huge.json()["detail"]
 
 
 def test_second_up_is_idempotent_and_repairs_a_dead_router(

@@ -23,6 +23,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import operation
 from google.cloud import run_v2
 from google.cloud import secretmanager_v1 as sm
+from google.protobuf import duration_pb2
 
 from ethixctl.adapters import _google
 from ethixctl.platform.controlplane import ControlPlaneServer
@@ -75,7 +76,7 @@ def new_revision(
     return services.update_service(service=service)
 
 
-def test_local_control_plane_service_and_revision_shapes(
+def test_local_control_plane_service_and_revision_shapes_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -105,7 +106,7 @@ def test_local_control_plane_service_and_revision_shapes(
     assert [s.name for s in listed] == [created.name]
 
 
-def test_local_control_plane_new_revision_with_pinned_traffic_and_tag(
+def test_local_control_plane_new_revision_with_pinned_traffic_and_tag_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -132,7 +133,7 @@ def test_local_control_plane_new_revision_with_pinned_traffic_and_tag(
     assert names == ["backend-00002-can", first]
 
 
-def test_local_control_plane_generated_revision_names_increase(
+def test_local_control_plane_generated_revision_names_increase_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -150,7 +151,7 @@ def test_local_control_plane_generated_revision_names_increase(
     assert again.generation == 3 and again.latest_created_revision == result.latest_created_revision
 
 
-def test_local_control_plane_operation_pending_until_revision_ready(
+def test_local_control_plane_operation_pending_until_revision_ready_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -177,7 +178,7 @@ def test_local_control_plane_operation_pending_until_revision_ready(
         ([(REVISION, "FIRST", 150, "")], "percent must be between 0 and 100"),
     ],
 )
-def test_local_control_plane_rejects_bad_traffic(
+def test_local_control_plane_rejects_bad_traffic_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime], traffic: list[tuple[int, str, int, str]], message: str
 ) -> None:
     server, _ = plane
@@ -194,7 +195,7 @@ def test_local_control_plane_rejects_bad_traffic(
     assert unchanged.generation == 1
 
 
-def test_local_control_plane_rejects_revision_of_another_service(
+def test_local_control_plane_rejects_revision_of_another_service_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -207,7 +208,7 @@ def test_local_control_plane_rejects_revision_of_another_service(
         services.update_service(service=service)
 
 
-def test_local_control_plane_unknown_names_are_not_found(
+def test_local_control_plane_unknown_names_are_not_found_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -220,7 +221,7 @@ def test_local_control_plane_unknown_names_are_not_found(
     assert httpx.get(server.url + "/v2/projects/local/locations/local/jobs").status_code == 404
 
 
-def test_local_control_plane_failed_revision_fails_operation_and_keeps_traffic(
+def test_local_control_plane_failed_revision_fails_operation_and_keeps_traffic_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -240,7 +241,7 @@ def test_local_control_plane_failed_revision_fails_operation_and_keeps_traffic(
     assert runtime.traffic["backend"] == ({first: 100}, {})
 
 
-def test_local_control_plane_delete_revision_refused_while_serving(
+def test_local_control_plane_delete_revision_refused_while_serving_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -259,7 +260,7 @@ def test_local_control_plane_delete_revision_refused_while_serving(
         revisions.get_revision(name=f"{PARENT}/services/backend/revisions/{first}")
 
 
-def test_local_control_plane_state_survives_restart(tmp_path: Path) -> None:
+def test_local_control_plane_state_survives_restart_stand_in_runtime(tmp_path: Path) -> None:
     with local_control_plane(tmp_path) as (server, _):
         services, _, _ = clients(server.url)
         first = create(services, "backend").latest_ready_revision
@@ -276,7 +277,7 @@ def test_local_control_plane_state_survives_restart(tmp_path: Path) -> None:
         assert runtime.get(first)["K_REVISION"] == first
 
 
-def test_local_control_plane_resolves_secret_env_and_keeps_it_out_of_state(
+def test_local_control_plane_resolves_secret_env_and_keeps_it_out_of_state_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime], tmp_path: Path
 ) -> None:
     server, runtime = plane
@@ -371,7 +372,7 @@ def test_local_control_plane_secrets_encrypted_at_rest(
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
 
 
-def test_local_control_plane_refuses_stale_and_overlapping_updates(
+def test_local_control_plane_refuses_stale_and_overlapping_updates_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -384,3 +385,122 @@ def test_local_control_plane_refuses_stale_and_overlapping_updates(
     operation.result(timeout=30)
     with pytest.raises(gexc.Conflict, match="etag mismatch"):
         services.update_service(service=stale)
+
+
+def test_local_control_plane_validate_only_changes_nothing(
+    plane: tuple[ControlPlaneServer, TestRuntime],
+) -> None:
+    """Regression: `validate_only=True` moved traffic. It must validate, answer, and change nothing."""
+    server, runtime = plane
+    services, revisions, _ = clients(server.url)
+    name = f"{PARENT}/services/backend"
+    first = create(services, "backend").latest_ready_revision
+    second = new_revision(
+        services, "backend", "envserver", [run_v2.TrafficTarget(type_=REVISION, revision=first, percent=100)]
+    ).result(timeout=30)
+    canary = second.latest_created_revision
+    before = services.get_service(name=name)
+    running = set(runtime.processes)
+
+    move = services.get_service(name=name)
+    move.traffic = [run_v2.TrafficTarget(type_=REVISION, revision=canary, percent=100)]
+    preview = services.update_service(request={"service": move, "validate_only": True}).result(timeout=5)
+    assert [(t.revision, t.percent) for t in preview.traffic] == [(canary, 100)]  # what it would do
+    deploy = services.get_service(name=name)
+    deploy.template.containers[0].env = [run_v2.EnvVar(name="APP_NEW", value="1")]
+    would_create = services.update_service(request={"service": deploy, "validate_only": True}).result(5)
+    assert would_create.latest_created_revision.startswith("backend-00003-")
+    with pytest.raises(gexc.BadRequest, match="must sum to 100"):
+        move.traffic = [run_v2.TrafficTarget(type_=REVISION, revision=canary, percent=50)]
+        services.update_service(request={"service": move, "validate_only": True})
+    services.create_service(
+        request={
+            "parent": PARENT,
+            "service_id": "other",
+            "service": run_v2.Service(template=_template("envserver")),
+            "validate_only": True,
+        }
+    ).result(timeout=5)
+    revisions.delete_revision(request={"name": f"{name}/revisions/{canary}", "validate_only": True}).result(
+        timeout=5
+    )
+
+    after = services.get_service(name=name)
+    assert (after.generation, after.etag) == (before.generation, before.etag)
+    assert [(s.revision, s.percent) for s in after.traffic_statuses] == [(first, 100)]
+    assert runtime.traffic["backend"] == ({first: 100}, {})
+    assert set(runtime.processes) == running
+    assert [s.name for s in services.list_services(parent=PARENT)] == [name]
+    listed = [r.name.rsplit("/", 1)[-1] for r in revisions.list_revisions(parent=name)]
+    assert listed == [canary, first]
+    assert services.list_operations(request={"name": PARENT, "filter": "done=false"}).operations == []
+
+
+def test_local_control_plane_lists_services_and_revisions_in_pages(
+    plane: tuple[ControlPlaneServer, TestRuntime],
+) -> None:
+    server, _ = plane
+    services, revisions, _ = clients(server.url)
+    for service_id in ("svc-c", "svc-a", "svc-b"):
+        create(services, service_id)
+    pager = services.list_services(request={"parent": PARENT, "page_size": 2})
+    pages = [[s.name.rsplit("/", 1)[-1] for s in page.services] for page in pager.pages]
+    assert pages == [["svc-a", "svc-b"], ["svc-c"]]
+
+    name = f"{PARENT}/services/svc-a"
+    for _ in range(2):
+        new_revision(
+            services, "svc-a", "envserver", [run_v2.TrafficTarget(type_=LATEST, percent=100)]
+        ).result(timeout=30)
+    pager = revisions.list_revisions(request={"parent": name, "page_size": 1})
+    numbers = [[r.name.rsplit("/", 1)[-1][6:11] for r in page.revisions] for page in pager.pages]
+    assert numbers == [["00003"], ["00002"], ["00001"]]  # newest first, one per page
+    with pytest.raises(gexc.BadRequest, match="invalid page_token"):
+        list(revisions.list_revisions(request={"parent": name, "page_token": "not-a-token"}))
+    with pytest.raises(gexc.BadRequest, match="invalid page_token"):
+        first_page = services.list_services(request={"parent": PARENT, "page_size": 1})
+        list(revisions.list_revisions(request={"parent": name, "page_token": first_page.next_page_token}))
+
+
+def test_local_control_plane_operations_list_wait_and_delete(
+    plane: tuple[ControlPlaneServer, TestRuntime],
+) -> None:
+    server, _ = plane
+    services, _, _ = clients(server.url)
+    created = services.create_service(
+        parent=PARENT, service_id="backend", service=run_v2.Service(template=_template("envserver"))
+    )
+    created.result(timeout=30)
+    pending = new_revision(services, "backend", "slow", [run_v2.TrafficTarget(type_=LATEST, percent=100)])
+    name = pending.operation.name
+
+    early = services.wait_operation(
+        request={"name": name, "timeout": duration_pb2.Duration(nanos=100_000_000)}
+    )
+    assert early.name == name and not early.done
+    running = services.list_operations(request={"name": PARENT, "filter": "done=false"})
+    assert [o.name for o in running.operations] == [name]
+    waited = services.wait_operation(request={"name": name, "timeout": duration_pb2.Duration(seconds=30)})
+    assert waited.done and not waited.HasField("error")
+    assert run_v2.Service.deserialize(waited.response.value).latest_ready_revision.startswith(
+        "backend-00002-"
+    )
+
+    first = services.list_operations(request={"name": PARENT, "page_size": 1})
+    second = services.list_operations(
+        request={"name": PARENT, "page_size": 1, "page_token": first.next_page_token}
+    )
+    assert [o.name for o in [*first.operations, *second.operations]] == [created.operation.name, name]
+    assert second.next_page_token == ""
+    with pytest.raises(gexc.BadRequest, match="unsupported filter"):
+        services.list_operations(request={"name": PARENT, "filter": "metadata.target=x"})
+
+    services.delete_operation(request={"name": name})
+    with pytest.raises(gexc.NotFound):
+        services.get_operation(request={"name": name})
+    remaining = services.list_operations(request={"name": PARENT}).operations
+    assert [o.name for o in remaining] == [created.operation.name]
+
+
+def _template(image: str) -> run_v2.RevisionTemplate:
+    return run_v2.RevisionTemplate(containers=[run_v2.Container(image=image)])

@@ -17,7 +17,7 @@ import pytest
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
 
-from ethixctl.platform.controlplane import apierror, cloudrun
+from ethixctl.platform.controlplane import apierror, operations, reconciler
 from ethixctl.platform.controlplane.apierror import ApiError
 from ethixctl.platform.controlplane.cloudrun import CloudRun
 from ethixctl.platform.controlplane.secretmanager import SecretManager
@@ -26,6 +26,7 @@ from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatu
 PARENT = "projects/local/locations/local"
 NAME = f"{PARENT}/services/svc"
 FAILED = run_v2.Condition.State.CONDITION_FAILED
+LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 
 
 class StandInRuntime:
@@ -59,7 +60,7 @@ class StandInRuntime:
 
 @pytest.fixture
 def plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CloudRun, StandInRuntime]]:
-    monkeypatch.setattr(cloudrun, "OPERATION_GRACE", 0.5, raising=False)
+    monkeypatch.setattr(reconciler, "OPERATION_GRACE", 0.5)
     runtime = StandInRuntime()
     secrets = SecretManager(tmp_path / "secretmanager.json", tmp_path / "secretmanager.key")
     run = CloudRun(tmp_path / "cloudrun.json", runtime, secrets, startup_timeout=1.0)
@@ -75,16 +76,13 @@ def body(image: str) -> run_v2.Service:
 
 
 def wait_done(run: CloudRun, op: operations_pb2.Operation, timeout: float = 10) -> operations_pb2.Operation:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = run.get_operation(op.name)
-        if current.done:
-            return current
-        time.sleep(0.05)
-    raise AssertionError(f"operation {op.name} did not end within {timeout}s")
+    current = run.operations.wait(op.name, timeout)
+    if not current.done:
+        raise AssertionError(f"operation {op.name} did not end within {timeout}s")
+    return current
 
 
-def test_local_control_plane_operation_ends_when_the_runtime_hangs_and_the_service_takes_changes_again(
+def test_local_control_plane_operation_ends_when_the_runtime_hangs_then_takes_changes_stand_in_runtime(
     plane: tuple[CloudRun, StandInRuntime], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, runtime = plane
@@ -106,11 +104,11 @@ def test_local_control_plane_operation_ends_when_the_runtime_hangs_and_the_servi
     runtime.release.set()
     done = wait_done(run, retry)
     assert not done.HasField("error"), done.error
-    assert run.get_operation(stuck.name).error.message == stuck.error.message
+    assert run.operations.get(stuck.name).error.message == stuck.error.message
     assert run.get_service(NAME).latest_ready_revision == runtime.started[-1]
 
 
-def test_local_control_plane_background_failure_is_logged_and_in_the_operation_error(
+def test_local_control_plane_background_failure_is_logged_and_in_the_operation_error_stand_in_runtime(
     plane: tuple[CloudRun, StandInRuntime], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, runtime = plane
@@ -126,3 +124,43 @@ def test_local_control_plane_background_failure_is_logged_and_in_the_operation_e
     except ApiError as exc:  # pragma: no cover - the regression
         pytest.fail(f"the service stayed busy after a failed change: {exc.message}")
     assert not wait_done(run, op).HasField("error")
+
+
+def test_local_control_plane_keeps_a_bounded_number_of_operations_and_threads(
+    plane: tuple[CloudRun, StandInRuntime],
+) -> None:
+    """Regression: every change added an operation and a thread that were kept for the platform's life."""
+    run, _ = plane
+    assert not wait_done(run, run.create_service(PARENT, "svc", body("one"))).HasField("error")
+    threads_before = threading.active_count()
+    changes = operations.MAX_DONE + 40
+    for index in range(changes):
+        service = run.get_service(NAME)
+        # Traffic-only changes (a tag that moves), so no revisions pile up in the state file.
+        service.traffic = [run_v2.TrafficTarget(type_=LATEST, percent=100, tag=f"t{index % 2}")]
+        assert not wait_done(run, run.update_service(NAME, service, allow_missing=False)).HasField("error")
+    deadline = time.monotonic() + 10
+    while run.reconciler.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.reconciler.pending() == 0
+    assert len(run.operations) <= operations.MAX_DONE
+    assert threading.active_count() <= threads_before + reconciler.WORKERS
+    latest = run.operations.list(PARENT, "", 1000, "").items
+    assert latest[-1].done and len(latest) == len(run.operations)  # the newest are the ones kept
+
+
+def test_operations_evict_those_done_longer_than_the_retention() -> None:
+    clock = [0.0]
+    ops = operations.Operations(keep_done=60, max_done=100, clock=lambda: clock[0])
+    service = run_v2.Service(name=NAME)
+    old = ops.start(PARENT, service)
+    ops.finish(old.name, service)
+    running = ops.start(PARENT, service)
+    clock[0] = 61.0
+    recent = ops.start(PARENT, service)
+    with pytest.raises(ApiError, match="not found"):
+        ops.get(old.name)
+    assert [o.name for o in ops.list(PARENT, "", 10, "").items] == [running.name, recent.name]
+    clock[0] = 10_000.0
+    ops.start(PARENT, service)
+    assert ops.get(running.name).done is False  # a running operation is never evicted

@@ -1,0 +1,74 @@
+"""The Cloud Run resources the control plane holds: services, revisions, revision counters.
+
+One JSON file, replaced atomically on every change. The API and the reconciler both work on it and
+hold `lock` while they read or change it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from google.cloud import run_v2
+
+from ethixctl.adapters.cloudrun_names import parse_service, short
+from ethixctl.platform.controlplane import apierror
+from ethixctl.platform.controlplane.resources import failed
+from ethixctl.platform.controlplane.store import message_from_dict, message_to_dict, read_json, write_json
+
+# The `busy` owner of a service whose revisions are being restarted after a control-plane restart.
+RESTORE = "restore"
+
+
+class ServiceStore:
+    def __init__(self, path: Path):
+        self.lock = threading.RLock()
+        self._path = path
+        data = read_json(path) or {}
+        self.services: dict[str, run_v2.Service] = {
+            n: message_from_dict(run_v2.Service, v) for n, v in data.get("services", {}).items()
+        }
+        self.revisions: dict[str, run_v2.Revision] = {
+            n: message_from_dict(run_v2.Revision, v) for n, v in data.get("revisions", {}).items()
+        }
+        self.counters: dict[str, int] = dict(data.get("counters", {}))
+        # service name -> the operation (or RESTORE) applying a change to it; one at a time.
+        self.busy: dict[str, str] = {}
+        # A change that was in flight when the previous control plane stopped never finished.
+        for revision in self.revisions.values():
+            if revision.reconciling:
+                revision.reconciling = False
+                revision.conditions = [failed("the control plane stopped before this revision became ready")]
+        for service in self.services.values():
+            service.reconciling = False
+
+    def save(self) -> None:
+        write_json(
+            self._path,
+            {
+                "services": {n: message_to_dict(s) for n, s in self.services.items()},
+                "revisions": {n: message_to_dict(r) for n, r in self.revisions.items()},
+                "counters": self.counters,
+            },
+        )
+
+    def service(self, name: str) -> run_v2.Service:
+        service = self.services.get(name)
+        if service is None:
+            parsed = parse_service(name)
+            raise apierror.not_found(
+                f"Resource '{parsed.service}' of kind 'SERVICE' in region '{parsed.location}' "
+                f"in project '{parsed.project}' does not exist."
+            )
+        return service
+
+    def revision(self, name: str) -> run_v2.Revision:
+        revision = self.revisions.get(name)
+        if revision is None:
+            raise apierror.not_found(f"Revision '{short(name)}' does not exist.")
+        return revision
+
+    def release(self, service_name: str, owner: str) -> None:
+        """`owner` (an operation, or RESTORE) is done with the service: it takes changes again."""
+        if self.busy.get(service_name) == owner:
+            del self.busy[service_name]
