@@ -88,12 +88,15 @@ def test_junit_times_are_the_measured_step_durations(
     assert main(["smoke", backend_service.url, "--junit", str(junit), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     measured = [step["duration"] for step in (*report["steps"], *report["cleanup"])]
-    suite = ET.parse(junit).getroot().find("./testsuite")
-    assert suite is not None
-    case_times = [float(case.get("time", "nan")) for case in suite.findall("testcase")]
+    root = ET.parse(junit).getroot()
+    case_times = [float(case.get("time", "nan")) for case in root.findall("./testsuite/testcase")]
     # JUnit keeps 3 decimals of the durations the runner measured (the JSON report keeps 4).
     assert case_times == pytest.approx(measured, abs=0.0006)
-    assert float(suite.get("time", "nan")) == pytest.approx(report["duration"], abs=0.0006)
+    assert float(root.get("time", "nan")) == pytest.approx(report["duration"], abs=0.0006)
+    # Each category's testsuite lasts as long as its steps together.
+    for suite in root.findall("testsuite"):
+        steps = [float(case.get("time", "nan")) for case in suite.findall("testcase")]
+        assert float(suite.get("time", "nan")) == pytest.approx(sum(steps), abs=0.0006 * len(steps))
     assert all(duration > 0 for duration in measured), measured  # every step made a real HTTP request
     # The steps ran one after another inside the suite: their times add up to at most the suite's.
     assert sum(measured) <= report["duration"] + 0.0001 * len(measured)

@@ -20,16 +20,20 @@ pytestmark = pytest.mark.e2e
 
 
 def _rows_mentioning(db: Path, *needles: str) -> list[tuple[str, str]]:
-    """Every document in the backend's SQLite store that mentions one of ``needles``."""
+    """Every document in the backend's SQLite store that mentions one of ``needles``, and every
+    expiring counter (failed logins: the wrong-password step) whose key does."""
     with sqlite3.connect(db) as connection:
         tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         assert {"c_users", "c_datasets", "c_analyses"} <= set(tables), tables
-        return [
-            (table, doc)
+        rows = [
+            (table, text)
             for table in tables
-            for (doc,) in connection.execute(f'SELECT doc FROM "{table}"')
-            if any(needle in doc for needle in needles)
+            if table.startswith(("c_", "k_"))
+            for (text,) in connection.execute(
+                f'SELECT {"doc" if table.startswith("c_") else "key"} FROM "{table}"'
+            )
         ]
+        return [(table, text) for table, text in rows if any(needle in text for needle in needles)]
 
 
 def test_the_suite_passes_and_leaves_no_data_of_the_synthetic_user(backend_service: Service) -> None:
