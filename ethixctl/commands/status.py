@@ -58,13 +58,12 @@ def _render(data: dict[str, Any]) -> None:
             show_header=True,
             header_style="bold",
         )
-        for column in ("alert", "service", "revision", "since", "summary", "runbook"):
+        for column in ("alert", "revision", "since", "summary", "runbook"):
             table.add_column(column)
         for alert in alerts:
             table.add_row(
                 output.markup("[red]{}[/red]", alert["name"]),
-                alert["service"] or "",
-                alert["revision"] or "",
+                alert["revision"] or alert["service"] or "",
                 alert["since"],
                 alert["summary"],
                 alert["runbook"] or "",

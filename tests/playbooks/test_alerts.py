@@ -1,13 +1,12 @@
 """playbooks/alerts.yaml: promtool validates it and unit-tests its expressions on synthetic series.
 
-promtool comes with the Debian package `prometheus` that CI installs: without it these tests fail,
-they do not skip.
+promtool comes with the Debian package `prometheus` that CI installs: without it these tests fail under
+CI and skip elsewhere (tests/promtool.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,16 +16,10 @@ import pytest
 import yaml
 
 from ethixctl.platform.prometheus import ALERT_FOR_ENV, ALERT_RULES
+from tests.promtool import promtool
 
 LABELS = 'service="backend",revision="backend-1"'
 EXPECTED_LABELS = {"severity": "page", "service": "backend", "revision": "backend-1"}
-
-
-def promtool() -> str:
-    found = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").is_file() else None)
-    if found is None:
-        pytest.fail("promtool not found: apt-get install -y --no-install-recommends prometheus")
-    return found
 
 
 def _annotations(alert: str, summary: str) -> dict[str, str]:
@@ -200,10 +193,9 @@ def test_broken_storage_fires_service_not_ready_on_the_local_platform_and_status
         )
         assert alert["runbook"] == "playbooks/alerts.md#servicenotready"
         assert main(["status", "--state-dir", str(state_dir)]) == 0
-        err = " ".join(capsys.readouterr().err.split())
-        assert (
-            f"ALERT ServiceNotReady firing since {alert['since']}: {revision['name']} (backend) fails" in err
-        )
+        [row] = [line for line in capsys.readouterr().out.splitlines() if "ServiceNotReady" in line]
+        assert alert["since"] in row and alert["runbook"] in row
+        assert f"{revision['name']} (backend) fails" in row
     finally:
         if bucket.is_file():
             bucket.unlink()

@@ -9,9 +9,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from ethixctl.platform.prometheus import cloud_run_rules, find_prometheus
+from ethixctl.platform.prometheus import cloud_run_rules
 from ethixctl.release import playbook
 from ethixctl.release.playbook import render
+from tests.promtool import promtool
 
 LABELS = 'service_name="backend",revision_name="backend-1"'
 APP = 'service="backend",revision="backend-1",status="200"'
@@ -102,8 +103,7 @@ def test_cloud_run_names_from_app_metrics_promtool(tmp_path: Path) -> None:
     }
     test_file = tmp_path / "test.json"
     test_file.write_text(json.dumps(spec))
-    promtool = find_prometheus().parent / "promtool"
     result = subprocess.run(
-        [str(promtool), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60
+        [promtool(), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr

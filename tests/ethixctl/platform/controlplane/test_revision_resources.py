@@ -13,6 +13,7 @@ from google.cloud import run_v2
 from ethixctl.adapters.cloudrun import CloudRun
 from ethixctl.errors import EthixError
 from ethixctl.platform import manifests
+from ethixctl.platform.probes import Probes
 from tests.ethixctl.platform.controlplane.testruntime import local_control_plane
 
 
@@ -26,6 +27,9 @@ def test_local_control_plane_keeps_the_yaml_container_and_passes_the_cpu_limit(t
         assert revision.revision == service.latest_ready_revision
         assert revision.env["ETHIX_CPU_LIMIT"] == "1.0"  # resources.limits.cpu "1" in the YAML
         assert revision.env["APP_X"] == "1"
+        # The reconciler hands the runtime the YAML's probes (readiness: 2 failures in a row).
+        assert revision.probes == Probes.from_container(manifests.container("backend"))
+        assert revision.probes.readiness is not None and revision.probes.readiness.failure_threshold == 2
         stored = run_v2.RevisionsClient(**_options(server.url)).get_revision(
             name=f"projects/local/locations/local/services/backend/revisions/{revision.revision}"
         )
