@@ -1,6 +1,6 @@
 """Release engine on the real local platform (`ethixctl up` in a temp state dir, free ports).
 
-* gate evaluation: all queries of one interval (targets, request count, two gates, baseline
+* gate evaluation: all queries of one interval (targets, request count, every threshold gate, baseline
   comparison = four range queries) through the adapter (prometheus-api-client, with its retry
   adapter and timeouts). Baseline: one plain instant query over a bare ``requests`` session, the floor
   per round trip; ratio evaluation / one query. Goal ≤ 50 ms.

@@ -48,7 +48,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
-        "status": "Services, revisions, traffic, tags, readiness and Prometheus targets.",
+        "status": "Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.",
         "logs": "Show (or follow) a service's revision logs (JSON lines, Cloud Logging's format).",
         "build": "Snapshot services/ into a content-addressed local image.",
         "down": "Stop everything the local platform started; keep data unless --purge.",

@@ -204,16 +204,23 @@ class CloudRun:
 
     # writes ------------------------------------------------------------------------------------
     def create_service(
-        self, service: str, image: str, env: dict[str, str], timeout: float = 150
+        self,
+        service: str,
+        image: str,
+        env: dict[str, str],
+        timeout: float = 150,
+        container: Any | None = None,
     ) -> ServiceInfo:
-        """Create a service whose first revision takes all traffic once ready (used by `ethixctl up`)."""
+        """Create a service whose first revision takes all traffic once ready (used by `ethixctl up`).
+
+        ``container`` (a ``run_v2.Container``: probes, resources) is the template's starting point.
+        """
         run = self._run
+        spec = run.Container(container) if container is not None else run.Container()
+        spec.image = image
+        spec.env = [run.EnvVar(name=k, value=v) for k, v in env.items()]
         body = run.Service(
-            template=run.RevisionTemplate(
-                containers=[
-                    run.Container(image=image, env=[run.EnvVar(name=k, value=v) for k, v in env.items()])
-                ]
-            ),
+            template=run.RevisionTemplate(containers=[spec]),
             traffic=[
                 run.TrafficTarget(
                     type_=run.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100

@@ -26,7 +26,7 @@ import httpx
 from ethixctl import procs
 from ethixctl.errors import EthixError, from_os_error
 from ethixctl.exitcodes import ExitCode
-from ethixctl.platform import images, state
+from ethixctl.platform import images, manifests, state
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
 from ethixctl.platform.supervisor import LocalRuntime
@@ -204,7 +204,7 @@ class Daemon:
         def create(name: str, env: dict[str, str]) -> None:
             try:
                 CloudRun(PROJECT, REGION, self.control_plane.url).create_service(
-                    name, refs[name], env, timeout=READY_TIMEOUT
+                    name, refs[name], env, timeout=READY_TIMEOUT, container=manifests.container(name)
                 )
             except Exception as exc:
                 errors.append(f"{name}: {exc.message if isinstance(exc, EthixError) else exc}")
