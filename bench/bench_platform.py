@@ -2,7 +2,7 @@
 
 Each figure has a baseline measured in this run and a computed ratio:
 
-* router overhead: p50 through Caddy vs p50 straight to the revision.
+* router overhead: p50 through Caddy vs p50 straight to the revision, in alternating batches.
 * traffic change: clients probe the service URL back to back; for each change, the time from the
   runtime confirming it (``apply_traffic`` returned) until the first answer from the new revision, as
   the clients see it. Baseline: one request's round trip through the router (p50): a ratio near 1 means
@@ -10,8 +10,8 @@ Each figure has a baseline measured in this run and a computed ratio:
   the old revision are counted (goal 0).
 * flips: four clients load the service while traffic flips every 100 ms; baseline: the same load for the
   same time with no flip (its failures and rate). Ratio: rate while flipping / steady rate.
-* cold `ethixctl up` (backend + ai_core + router + Prometheus + control plane) vs starting one uvicorn
-  process of the backend until its startup probe answers.
+* cold `ethixctl up` (backend + ai_core + router + Prometheus + control plane; one run) vs starting one
+  uvicorn process of the backend until its startup probe answers (median of three).
 
 Uses the runtime directly with the tests' tiny "echo" service for the router figures, and the real
 `ethixctl up` for the cold start. ``python -m bench platform`` prints JSON.
@@ -43,15 +43,26 @@ CHANGES = 10
 FLIPS = 20
 FLIP_INTERVAL_S = 0.1
 LOAD_CLIENTS = 4
+UVICORN_STARTS = 3
 
 
-def _p50_ms(client: httpx.Client, url: str, n: int = 300) -> float:
+def _samples_ms(client: httpx.Client, url: str, n: int) -> list[float]:
     samples = []
     for _ in range(n):
         started = time.perf_counter()
         client.get(url)
         samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+    return samples
+
+
+def _interleaved_p50_ms(client: httpx.Client, url: str, baseline: str) -> tuple[float, float]:
+    """p50 of ``url`` and of ``baseline``, measured in alternating batches (the same load for both)."""
+    measured: list[float] = []
+    base: list[float] = []
+    for _ in range(6):
+        measured += _samples_ms(client, url, 50)
+        base += _samples_ms(client, baseline, 50)
+    return statistics.median(measured), statistics.median(base)
 
 
 class _Prober:
@@ -171,9 +182,9 @@ def _router_figures(base: Path) -> dict[str, Any]:
         direct = runtime.revision_status("echo-1").url
         assert direct is not None
         with httpx.Client(timeout=5) as client:
-            _p50_ms(client, url, 50)
-            via_caddy = _p50_ms(client, url)
-            direct_p50 = _p50_ms(client, direct)
+            _samples_ms(client, url, 50)  # warm both paths
+            _samples_ms(client, direct, 50)
+            via_caddy, direct_p50 = _interleaved_p50_ms(client, url, direct)
         propagation = _propagation(runtime, url)
 
         def flip(step: int) -> None:
@@ -212,10 +223,13 @@ def _router_figures(base: Path) -> dict[str, Any]:
 
 
 def _cold_up(base: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    service = procs.start_service("services.backend", base / "one-uvicorn", timeout=90)
-    one_uvicorn = time.perf_counter() - started
-    service.process.stop()
+    starts = []
+    for attempt in range(UVICORN_STARTS):
+        started = time.perf_counter()
+        service = procs.start_service("services.backend", base / f"one-uvicorn-{attempt}", timeout=90)
+        starts.append(time.perf_counter() - started)
+        service.process.stop()
+    one_uvicorn = statistics.median(starts)
     state_dir = base / "up-state"
     started = time.perf_counter()
     try:

@@ -1,6 +1,6 @@
 """Release engine on the real local platform (`ethixctl up` in a temp state dir, free ports).
 
-* gate evaluation: all queries of one interval (targets, request count, two gates, baseline
+* gate evaluation: all queries of one interval (targets, request count, every threshold gate, baseline
   comparison = four range queries) through the adapter (prometheus-api-client, with its retry
   adapter and timeouts). Baseline: one plain instant query over a bare ``requests`` session, the floor
   per round trip; ratio evaluation / one query. Goal ≤ 50 ms.
@@ -72,13 +72,17 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
         release = _release_breakdown(events, total)
 
         gate_ms = []
+        cloudrun_ms = []
         floor_ms = []
+        # The cloudrun metric source reads the recording rules' run_googleapis_com:* series.
+        cloudrun = timing.model_copy(update={"metric_source": "cloudrun"})
         for _ in range(20):
-            verdict = analysis.evaluate(
-                prometheus, book, service="backend", canary=result.canary or "", stable=result.stable,
-                timing=timing, compare=True,
-            )  # fmt: skip
-            gate_ms.append(verdict.duration * 1000)
+            for source_timing, durations in ((timing, gate_ms), (cloudrun, cloudrun_ms)):
+                verdict = analysis.evaluate(
+                    prometheus, book, service="backend", canary=result.canary or "", stable=result.stable,
+                    timing=source_timing, compare=True,
+                )  # fmt: skip
+                durations.append(verdict.duration * 1000)
             t0 = time.perf_counter()
             plain.get(f"{info['prometheus_url']}/api/v1/query", params={"query": "up"}, timeout=5).json()
             floor_ms.append((time.perf_counter() - t0) * 1000)
@@ -99,6 +103,7 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
     measured = [r for r in rollbacks if r is not None]
     plain.close()
     gate_median = statistics.median(gate_ms)
+    cloudrun_median = statistics.median(cloudrun_ms)
     floor_median = statistics.median(floor_ms)
     rollback_median = statistics.median(measured) if measured else None
     bare_median = statistics.median(bare)
@@ -108,8 +113,10 @@ def _measure(state_dir: Path, info: dict[str, Any]) -> dict[str, object]:
             "max": round(max(gate_ms), 1),
             "baseline_one_query_ms": round(floor_median, 1),
             "ratio_to_one_query": round(gate_median / floor_median, 1),
+            "median_cloudrun_source": round(cloudrun_median, 1),
+            "cloudrun_ratio_to_one_query": round(cloudrun_median / floor_median, 1),
             "goal_ms": GOAL_GATE_MS,
-            "met": gate_median <= GOAL_GATE_MS,
+            "met": max(gate_median, cloudrun_median) <= GOAL_GATE_MS,
         },
         "compressed_release": release,
         "rollback_seconds": {

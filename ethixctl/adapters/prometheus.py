@@ -1,4 +1,5 @@
-"""Prometheus HTTP API (``/api/v1/query``, ``query_range``, ``targets``) through prometheus-api-client.
+"""Prometheus HTTP API (``/api/v1/query``, ``query_range``, ``targets``, ``alerts``) through
+prometheus-api-client.
 
 One client for every Prometheus ethixctl talks to: the local platform's, a self-hosted server behind
 bearer or basic auth (the credential read from Secret Manager), and Google Cloud Managed Service for
@@ -57,6 +58,10 @@ class QueryError(EthixError):
     """Prometheus answered but rejected the request (bad PromQL, bad parameters, refused credentials)."""
 
 
+class NotOffered(QueryError):
+    """This Prometheus has no such API (HTTP 404): Managed Service for Prometheus has no targets API."""
+
+
 @dataclass
 class Sample:
     labels: dict[str, str]
@@ -70,6 +75,16 @@ class Target:
     health: str
     last_error: str
     scrape_url: str
+
+
+@dataclass
+class Alert:
+    name: str
+    state: str  # "pending" (for: not yet elapsed) or "firing"
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    active_at: str
+    value: float
 
 
 @dataclass(frozen=True)
@@ -187,13 +202,17 @@ class Prometheus:
     """The gates' view of Prometheus. ``budget``: seconds one call may take, retries included."""
 
     def __init__(self, url: str, *, budget: float = 10.0, session: requests.Session | None = None):
+        import requests
         from prometheus_api_client import PrometheusConnect
 
         self.url = url.rstrip("/")
         self.policy = RetryPolicy.within(budget)
+        # Ours as well as the client's (it mounts its retrying adapter on it): for the alerts API, which
+        # prometheus-api-client has no call for.
+        self._session = session if session is not None else requests.Session()
         self._client = PrometheusConnect(
             self.url,
-            session=session,
+            session=self._session,
             retry=self.policy.retry(),
             timeout=(self.policy.connect_timeout, self.policy.read_timeout),
         )
@@ -266,6 +285,7 @@ class Prometheus:
         }
 
     def targets(self) -> list[Target]:
+        """Active scrape targets; NotOffered where there are none to list (Managed Prometheus)."""
         data = self._call(lambda: self._client.get_targets(state="active"))
         return [
             Target(
@@ -277,6 +297,35 @@ class Prometheus:
             )
             for item in data["activeTargets"]
         ]
+
+    def alerts(self) -> list[Alert]:
+        """The alerts of the alerting rules Prometheus evaluates, pending or firing."""
+        data = self._call(lambda: self._get_data("/api/v1/alerts"))
+        return [
+            Alert(
+                name=item["labels"].get("alertname", ""),
+                state=item["state"],
+                labels=item["labels"],
+                annotations=item.get("annotations", {}),
+                active_at=item.get("activeAt", ""),
+                value=_to_float(item.get("value", "nan")),
+            )
+            for item in data["alerts"]
+        ]
+
+    def _get_data(self, path: str) -> Any:
+        """``GET path``'s ``data`` as prometheus-api-client's own calls make it (same retries, timeout
+        and error), for an endpoint the client has no call for."""
+        from prometheus_api_client import PrometheusApiClientException
+
+        response = self._session.get(
+            self.url + path, timeout=(self.policy.connect_timeout, self.policy.read_timeout)
+        )
+        if response.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {response.status_code} ({response.content!r})"
+            )
+        return response.json()["data"]
 
 
 def _timed_out(exc: Exception) -> bool:
@@ -306,6 +355,8 @@ def _rejected(where: str, message: str) -> EthixError:
             error = ""
     if status is None or status >= 500:
         return PrometheusUnavailable(f"{where} answered HTTP {status or '?'}")
+    if status == 404:
+        return NotOffered(f"{where} does not offer this API (HTTP 404)")
     if status in (401, 403):
         return QueryError(
             f"{where} refused the credentials (HTTP {status})",

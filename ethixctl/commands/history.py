@@ -33,7 +33,7 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """The ledger: releases, gate outcomes, rollbacks, rollback rate.
+    """The ledger: every release, rotation and drill; traffic changes; rollback rate.
 
     Every long operation the ledger records (releases, secret rotations, DR drills, restores), who ran
     it and how it ended; gate outcomes; traffic changes (always in --json, with --traffic in the

@@ -11,11 +11,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ethixctl import output
-from ethixctl.commands._options import DryRunFlag, EnvOption, JsonFlag, StateDirOption, YesFlag
-from ethixctl.errors import UsageError
+from ethixctl.commands._options import (
+    ConfirmOption,
+    DryRunFlag,
+    EnvOption,
+    JsonFlag,
+    PreflightFileOption,
+    StateDirOption,
+    YesFlag,
+)
+from ethixctl.errors import EthixError, UsageError
 from ethixctl.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from ethixctl.preflight.run import Report
     from ethixctl.release.notify import Event
     from ethixctl.release.orchestrator import Options, Orchestrator, Result
 
@@ -69,6 +78,16 @@ def command(
     playbook_path: Annotated[
         Path | None, typer.Option("--playbook", help="Release playbook (default: playbooks/release.yaml).")
     ] = None,
+    skip_preflight: Annotated[
+        str | None,
+        typer.Option(
+            "--skip-preflight",
+            metavar="REASON",
+            help="Do not run the preflight checklists; REASON is recorded.",
+        ),
+    ] = None,
+    confirm: ConfirmOption = None,
+    preflight_file: PreflightFileOption = None,
     yes: YesFlag = False,
     json: JsonFlag = False,
     env: EnvOption = None,
@@ -89,6 +108,8 @@ def command(
       ethixctl release backend --image local/backend:dev --set-env ETHIX_FAULT_ERROR_RATE=0.2 --hold 10
       ethixctl release backend --image local/backend:dev --dry-run
       ethixctl release --resume backend
+      ethixctl release backend --image REF -e production --confirm on_call=alice
+      ethixctl release backend --image REF -e production --skip-preflight "hotfix INC-123, approved by cto"
     """
     from ethixctl.ops.lock import OperationLock
     from ethixctl.release import playbook, releases
@@ -98,11 +119,13 @@ def command(
 
     if not resume and not image:
         raise UsageError("--image is required (or --resume to continue an interrupted release)")
-    if resume and (image or set_env or skip_canary or dry_run):
+    if resume and (image or set_env or skip_canary or dry_run or skip_preflight is not None or confirm):
         raise UsageError(
             "--resume continues the recorded release;"
-            " --image, --set-env, --skip-canary and --dry-run do not apply"
+            " --image, --set-env, --skip-canary, --dry-run, --skip-preflight and --confirm do not apply"
         )
+    if skip_preflight is not None and not skip_preflight.strip():
+        raise UsageError("--skip-preflight needs a reason (it is recorded in the ledger)")
     new_env = _parse_env(set_env or [])
     book = playbook.load(playbook_path)
     session = open_session(env, state_dir)
@@ -130,6 +153,17 @@ def command(
             orchestrator = Orchestrator(
                 platform, prometheus, session.ledger, book, notify, smoke=smoke_hook() if use_smoke else None
             )
+            if not resume:
+                preflight = _preflight(
+                    book, session, service, skip_preflight, confirm or [], preflight_file, json=json
+                )
+                if preflight is not None and preflight.status != "passed" and not dry_run:
+                    problems = ", ".join(r.id for r in preflight.problems())
+                    raise EthixError(
+                        f"preflight {preflight.status} ({problems}): nothing was changed",
+                        hint="fix them, answer with --confirm ID=WHO, or --skip-preflight REASON (recorded)",
+                        exit_code=preflight.exit_code,
+                    )
             if dry_run:
                 return _dry_run(orchestrator, options, platform, prometheus, session, json=json)
             if resume and releases.in_progress(session.ledger, service, environment.name) is None:
@@ -167,6 +201,37 @@ def command(
         return int(result.exit_code)
     finally:
         session.close()
+
+
+def _preflight(
+    book: Any,
+    session: Any,
+    service: str,
+    skip_reason: str | None,
+    confirmations: list[str],
+    preflight_file: Path | None,
+    *,
+    json: bool,
+) -> Report | None:
+    """The preflight checklists of the environment for SERVICE, recorded; None when skipped (recorded too)."""
+    from ethixctl.preflight import model
+    from ethixctl.preflight.present import ask_person, show_item
+    from ethixctl.preflight.run import execute, parse_confirmations, record_skip
+
+    environment = session.environment
+    if skip_reason is not None:
+        entry = record_skip(session.ledger, environment.name, service, skip_reason.strip())
+        output.warn(output.markup("[bold]--skip-preflight[/bold]: {} (ledger {})", skip_reason, entry[:8]))
+        return None
+    checklists = model.load(preflight_file)
+    report = execute(
+        checklists, environment, session.ledger, services=[service], metric_source=book.metric_source,
+        answers=parse_confirmations(confirmations, checklists), ask=ask_person(json),
+        on_item=(lambda result: None) if json else show_item,
+    )  # fmt: skip
+    if report.checklists and not json:
+        output.info(f"preflight {report.status} ({', '.join(report.checklists)})")
+    return report
 
 
 def _build(service: str, environment: Any) -> str:

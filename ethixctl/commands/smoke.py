@@ -12,6 +12,8 @@ from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
 from ethixctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ethixctl.config import Environment
     from ethixctl.smoke.model import Suite
     from ethixctl.smoke.runner import SmokeReport, StepResult
@@ -31,6 +33,14 @@ def command(
     service: Annotated[str, typer.Option("--service", help="Cloud Run service to resolve.")] = "backend",
     suite_file: Annotated[
         Path | None, typer.Option("--suite", help="Suite file (default: playbooks/smoke.yaml).")
+    ] = None,
+    categories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--category",
+            metavar="NAME",
+            help="Run only this category and those it needs (repeatable; default: all).",
+        ),
     ] = None,
     json: JsonFlag = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report to FILE.")] = None,
@@ -64,14 +74,16 @@ def command(
 ) -> int:
     """Run the post-deploy smoke suite against a deployment.
 
-    Run the smoke suite against a deployment: health, auth, upload, analysis, report, metrics.
-
-    The synthetic user is deleted at the end, even when a step fails. Exit codes: 0 passed,
-    1 a step failed, 2 bad usage or suite file, 3 target unreachable.
+    The runbook's checks in four categories: infrastructure-health, auth-flow, core-analysis,
+    error-handling. With no --category every category runs (what CI runs after a deploy); a
+    category brings the ones it needs (error-handling runs auth-flow first). The synthetic users
+    are deleted at the end, even when a step fails. Exit codes: 0 passed, 1 a step failed,
+    2 bad usage or suite file, 3 target unreachable.
 
     \b
     Examples:
       ethixctl smoke http://127.0.0.1:8080 --junit smoke.xml
+      ethixctl smoke http://127.0.0.1:8080 --category infrastructure-health --category error-handling
       ethixctl smoke --env local --tag canary-ab12cd --json
       ethixctl smoke --env prod --watch 300 --failures 3 --metrics-file /var/lib/node_exporter/smoke.prom
     """
@@ -91,6 +103,8 @@ def command(
     from ethixctl.config import resolve_environment
 
     suite = load_suite(suite_file)
+    if categories:
+        suite = suite.select(categories)
     # A URL alone needs no platform; --tag, no URL, or --watch with --env resolve the environment.
     needs_platform = url is None or (watch_interval is not None and env is not None)
     environment = resolve_environment(env, state_dir=state_dir, need_platform=needs_platform)
@@ -100,7 +114,11 @@ def command(
         output.info(f"smoke suite {suite.name} against {target}")
         from ethixctl.smoke.runner import run_suite
 
-        report = run_suite(target, suite, timeout=timeout, retries=retries, on_step=_show_step)
+        report = run_suite(target, suite, timeout=timeout, retries=retries, on_step=_step_printer())
+        if url is None and tag is None:
+            from ethixctl.smoke.ledger import record_run
+
+            record_run(environment.state_dir, environment.name, service, report)
         _finish(report, json=json, junit=junit)
         return int(report.exit_code)
 
@@ -125,6 +143,19 @@ def _resolve_url(environment: Environment, service: str, tag: str | None) -> str
 
     run = CloudRun(environment.project, environment.region, endpoint=environment.run_endpoint)
     return run.tag_url(service, tag) if tag else run.get_service(service).uri
+
+
+def _step_printer() -> Callable[[StepResult], None]:
+    """Progress lines, with a heading each time a new category starts."""
+    current: list[str | None] = [None]
+
+    def show(result: StepResult) -> None:
+        if result.category is not None and result.category != current[0]:
+            current[0] = result.category
+            output.info(output.markup("[bold]{}[/bold]", result.category))
+        _show_step(result)
+
+    return show
 
 
 def _show_step(result: StepResult) -> None:

@@ -1,13 +1,17 @@
-"""``ethixctl status``: services, revisions, traffic, tags, readiness and what Prometheus sees."""
+"""``ethixctl status``: services, revisions, traffic, tags, readiness, what Prometheus sees and its
+firing alerts."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def command(
@@ -16,7 +20,7 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Services, revisions, traffic, tags, readiness and Prometheus targets.
+    """Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.
 
     On the local platform it also shows whether the router, Prometheus and the control plane are alive.
 
@@ -45,6 +49,26 @@ def _render(data: dict[str, Any]) -> None:
         output.show(line)
         if any(ok != "up" for ok in parts.values()):
             output.warn("part of the platform is down: `ethixctl up` repairs it")
+    alerts = data.get("alerts")
+    if alerts is None:
+        output.warn("Prometheus did not list its alerts: firing alerts unknown")
+    elif alerts:
+        table = output.table(
+            title=output.markup("[bold red]firing alerts[/]"),
+            show_header=True,
+            header_style="bold",
+        )
+        for column in ("alert", "revision", "since", "summary", "runbook"):
+            table.add_column(column)
+        for alert in alerts:
+            table.add_row(
+                output.markup("[red]{}[/red]", alert["name"]),
+                alert["revision"] or alert["service"] or "",
+                alert["since"],
+                alert["summary"],
+                alert["runbook"] or "",
+            )
+        output.show(table)
     for svc in data["services"]:
         output.show(output.markup("\n[bold]{}[/bold]  {}", svc["name"], svc["url"]))
         release = svc.get("release_in_progress")
@@ -64,7 +88,7 @@ def _render(data: dict[str, Any]) -> None:
                 rev["name"],
                 f"{rev['percent']}%",
                 tags,
-                output.markup("[green]yes[/green]") if rev["ready"] else output.markup("[red]no[/red]"),
+                _readiness(rev),
                 "" if rev["restarts"] is None else str(rev["restarts"]),
                 rev["prometheus"],
                 rev["image"].split("@sha256:")[0]
@@ -72,3 +96,12 @@ def _render(data: dict[str, Any]) -> None:
                 rev["message"],
             )
         output.show(table)
+
+
+def _readiness(revision: dict[str, Any]) -> Text:
+    if not revision["ready"]:
+        return output.markup("[red]no[/red]")
+    # Deployed and started, but its readiness probe fails: the router sends it nothing.
+    if revision.get("serving") is False:
+        return output.markup("[yellow]not serving[/yellow]")
+    return output.markup("[green]yes[/green]")

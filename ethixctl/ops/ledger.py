@@ -236,18 +236,11 @@ class Ledger:
         return [_operation(r) for r in rows]
 
     def operations(
-        self,
-        environment: str,
-        kind: str | None = None,
-        subject: str | None = None,
-        since: float = 0.0,
-        *,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> list[Operation]:
-        return list(
-            self.iter_operations(environment, kind, subject, since, newest_first=newest_first, limit=limit)
-        )
+        self, environment: str, kind: str | None = None, subject: str | None = None, since: float = 0.0,
+        **order: Any,
+    ) -> list[Operation]:  # fmt: skip
+        """``iter_operations`` as a list (``newest_first``, ``limit`` as there)."""
+        return list(self.iter_operations(environment, kind, subject, since, **order))
 
     def iter_operations(
         self,

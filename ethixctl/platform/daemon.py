@@ -26,7 +26,7 @@ import httpx
 from ethixctl import procs
 from ethixctl.errors import EthixError, from_os_error
 from ethixctl.exitcodes import ExitCode
-from ethixctl.platform import images, state
+from ethixctl.platform import images, manifests, state
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
 from ethixctl.platform.supervisor import LocalRuntime
@@ -44,6 +44,24 @@ DEFAULT_PORTS = {
     "router_admin": 2019,
 }
 READY_TIMEOUT = 240.0
+# Seconds between scheduled snapshots; overrides the DR playbook (seconds in demos and tests).
+SNAPSHOT_INTERVAL_VAR = "ETHIXCTL_SNAPSHOT_INTERVAL"
+
+
+def snapshot_interval() -> float:
+    """The local snapshot schedule: ETHIXCTL_SNAPSHOT_INTERVAL, else the DR playbook's for ``local``."""
+    from ethixctl.dr import playbook
+
+    override = os.environ.get(SNAPSHOT_INTERVAL_VAR)
+    if override:
+        try:
+            seconds = float(override)
+        except ValueError:
+            seconds = 0.0
+        if seconds <= 0:
+            raise EthixError(f"{SNAPSHOT_INTERVAL_VAR} must be a positive number of seconds")
+        return seconds
+    return playbook.load().snapshot_every("local")
 
 
 def choose_ports(state_dir: Path, free_only: bool) -> dict[str, int]:
@@ -155,7 +173,11 @@ class Daemon:
         from ethixctl.platform.controlplane import serve
 
         self.control_plane = serve(
-            self.state_dir / "controlplane", self.runtime, "127.0.0.1", self.ports["control_plane"]
+            self.state_dir / "controlplane",
+            self.runtime,
+            "127.0.0.1",
+            self.ports["control_plane"],
+            snapshot_every=snapshot_interval(),
         )
         self._update(control_plane_url=self.control_plane.url)
         self.phase("seeding the secrets catalog")
@@ -205,7 +227,7 @@ class Daemon:
         def create(name: str, env: dict[str, str]) -> None:
             try:
                 CloudRun(PROJECT, REGION, self.control_plane.url).create_service(
-                    name, refs[name], env, timeout=READY_TIMEOUT
+                    name, refs[name], env, timeout=READY_TIMEOUT, container=manifests.container(name)
                 )
             except Exception as exc:
                 errors.append(f"{name}: {exc.message if isinstance(exc, EthixError) else exc}")

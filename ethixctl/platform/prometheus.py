@@ -2,32 +2,40 @@
 
 The config is written as JSON (valid YAML); the targets file is rewritten atomically whenever
 revisions come and go, and Prometheus picks it up without a restart. The TSDB lives in the state dir,
-so restarting Prometheus keeps its data.
+so restarting Prometheus keeps its data. It evaluates the alerting rules of ``playbooks/alerts.yaml``
+(a copy in the state dir; ``ETHIXCTL_ALERT_FOR`` shortens every ``for:`` for tests and drills).
 
 Recording rules also publish the services' metrics under Cloud Run's built-in names
 (``run_googleapis_com:request_count``, ``run_googleapis_com:request_latencies_*`` in milliseconds,
-labelled ``service_name``, ``revision_name``, ``response_code``, ``response_code_class``), so the release
-gates' ``cloudrun`` metric source runs here against real traffic too. Like Cloud Run's, they leave
-out health probes and scrapes.
+labelled ``service_name``, ``revision_name``, ``response_code``, ``response_code_class``;
+``run_googleapis_com:container_cpu_utilizations_sum``/``_count``), so the release gates' ``cloudrun``
+metric source runs here against real traffic too. Like Cloud Run's, they leave out health probes and
+scrapes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
 
-from ethixctl import procs
-from ethixctl.errors import PlatformUnavailable
+import yaml
+
+from ethixctl import PLAYBOOKS, procs
+from ethixctl.errors import PlatformUnavailable, UsageError
 from ethixctl.files import write_atomic
 
 INSTALL_HINT = "install it: apt-get install -y --no-install-recommends prometheus"
 SCRAPE_INTERVAL = "1s"
+ALERT_RULES = PLAYBOOKS / "alerts.yaml"
+ALERT_FOR_ENV = "ETHIXCTL_ALERT_FOR"
 RULES_FILE = "cloudrun_rules.json"
 _SERVED = 'route!~"/health/.*|/metrics"'
 _CLOUD_RUN_LABELS = "service_name, revision_name, response_code, response_code_class"
+_CPU_LABELS = "service_name, revision_name"
 
 
 def _as_cloud_run(selector: str) -> str:
@@ -74,6 +82,18 @@ def cloud_run_rules() -> dict[str, object]:
         (
             "request_latencies_count",
             f"sum by ({_CLOUD_RUN_LABELS}) ({served('http_request_duration_seconds_count')})",
+        ),
+        # Cloud Run's CPU utilization is a distribution of per-instance samples (1.0 = every vCPU of the
+        # instance busy). As counters: the sum grows by each instance's utilization and the count by one
+        # sample per instance per second, so rate(sum) / rate(count) is the mean utilization over a window.
+        (
+            "container_cpu_utilizations_sum",
+            f"sum by ({_CPU_LABELS}) ({_as_cloud_run('process_cpu_seconds_total / ethix_cpu_limit_cores')})",
+        ),
+        (
+            "container_cpu_utilizations_count",
+            f"sum by ({_CPU_LABELS})"
+            f" ({_as_cloud_run('(time() - process_start_time_seconds) and ethix_cpu_limit_cores')})",
         ),
     ]
     return {
@@ -122,7 +142,7 @@ class PrometheusServer:
         write_atomic(self.home / RULES_FILE, json.dumps(cloud_run_rules(), indent=2))
         config = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-            "rule_files": [str(self.home / RULES_FILE)],
+            "rule_files": [str(self.home / RULES_FILE), str(self._write_alert_rules())],
             "scrape_configs": [
                 {
                     "job_name": "revisions",
@@ -150,6 +170,20 @@ class PrometheusServer:
             cwd=self.home,
         )
         procs.wait_http(self.url + "/-/ready", timeout=timeout, process=self.process)
+
+    def _write_alert_rules(self) -> Path:
+        rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+        shorter = os.environ.get(ALERT_FOR_ENV)
+        if shorter and not re.fullmatch(r"[0-9]+(ms|s|m|h)", shorter):
+            raise UsageError(f"{ALERT_FOR_ENV}={shorter!r} is not a Prometheus duration (e.g. 2s)")
+        if shorter:
+            for group in rules["groups"]:
+                for rule in group["rules"]:
+                    if "for" in rule:
+                        rule["for"] = shorter
+        path = self.home / "alerts.yml"
+        write_atomic(path, json.dumps(rules, indent=2))
+        return path
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()

@@ -17,15 +17,32 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
     services = [cloudrun.get_service(service_id(only))] if only else cloudrun.list_services()
 
     targets: dict[str, str] = {}
+    alerts: list[dict[str, Any]] | None = []
     prometheus_up = True
     try:
         with open_prometheus(environment, budget=2.5) as prometheus:
             for target in prometheus.targets():
                 if "revision" in target.labels:
                     targets[target.labels["revision"]] = target.health
-    # Managed Prometheus has no targets API (QueryError): status then shows no scrape health.
+            alerts = [
+                {
+                    "name": alert.name,
+                    "service": alert.labels.get("service"),
+                    "revision": alert.labels.get("revision"),
+                    "severity": alert.labels.get("severity"),
+                    "summary": alert.annotations.get("summary", ""),
+                    "runbook": alert.annotations.get("runbook"),
+                    "since": alert.active_at,
+                }
+                for alert in prometheus.alerts()
+                if alert.state == "firing"
+                and (only is None or alert.labels.get("service") == service_id(only))
+            ]
+    # Managed Prometheus has no targets or alerts API (QueryError): status then shows no scrape health
+    # and no alerts (Cloud Monitoring alerting has those).
     except (PrometheusUnavailable, QueryError):
         prometheus_up = False
+        alerts = None  # unknown, which is not the same as none firing
 
     runtime: dict[str, Any] = {}
     platform: dict[str, str] | None = None
@@ -62,6 +79,9 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                     "ready": rev.ready,
                     "state": local.get("state"),
                     "restarts": local.get("restarts"),
+                    # local platform: False while its readiness probe fails (no traffic reaches it)
+                    "serving": local.get("serving"),
+                    "probes": local.get("probes"),
                     "message": rev.message,
                     "image": rev.image,
                     "created": rev.create_time.isoformat() if rev.create_time else None,
@@ -85,6 +105,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         "kind": environment.kind,
         "platform": platform,
         "prometheus_url": environment.prometheus_url,
+        "alerts": alerts,
         "services": out,
     }
 

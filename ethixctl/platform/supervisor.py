@@ -1,8 +1,9 @@
 """LocalRuntime: revisions as real uvicorn processes behind the Caddy router, scraped by Prometheus.
 
-A monitor thread probes starting revisions (READY once ``/health/startup`` answers 200) and restarts
-crashed ones with exponential backoff, on the same port when it is still free so the router keeps
-pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
+A monitor thread probes revisions with the probes of their template (:mod:`ethixctl.platform.probes`:
+READY once the startup probe passes; no traffic while readiness fails; restarted when liveness fails)
+and restarts crashed ones with exponential backoff, on the same port when it is still free so the
+router keeps pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
 only, never to argv, logs or messages.
 
 ``on_change`` (the daemon writes ``runtime.json`` from it) runs on its own notifier thread and never
@@ -18,6 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,11 @@ import httpx
 from ethixctl import procs
 from ethixctl.errors import EthixError, UsageError
 from ethixctl.platform import images
+from ethixctl.platform.probes import Kind, Probe, Tracker
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Listener, Router
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatus
 
-STARTUP_TIMEOUT = 120.0
 # A revision that dies this many times before it ever became ready is FAILED, like a Cloud Run deploy.
 MAX_EARLY_CRASHES = 3
 MAX_BACKOFF = 30.0
@@ -53,6 +55,12 @@ class _Revision:
     next_restart: float | None = None
     backoff: float = 1.0
     cwd: Path | None = None
+    tracker: Tracker | None = None
+    # False while its readiness probe fails: the router sends it nothing
+    serving: bool = True
+    # why the runtime stopped the process (a failed liveness probe), shown while it restarts
+    killed_for: str | None = None
+    # the startup probe's last failure, shown while it starts and in the failure message
     probe_answer: str = ""
 
     @property
@@ -93,6 +101,8 @@ class LocalRuntime:
         self._dirty = threading.Event()
         self._notifier_done = threading.Event()
         self._http = httpx.Client(timeout=0.5)
+        # Readiness and liveness probes run here, so one slow revision does not delay the others.
+        self._probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
         self._monitor = threading.Thread(target=self._monitor_loop, name="revision-monitor", daemon=True)
         self._notifier = threading.Thread(target=self._notify_loop, name="runtime-notify", daemon=True)
         self._monitor.start()
@@ -191,6 +201,8 @@ class LocalRuntime:
                         "port": rev.port,
                         "pid": rev.process.pid if rev.process is not None and rev.process.alive() else None,
                         "image": rev.spec.image,
+                        "serving": rev.serving,
+                        "probes": rev.spec.probes.to_dict(),
                     }
                     for name, rev in self._revisions.items()
                 },
@@ -218,6 +230,7 @@ class LocalRuntime:
             thread.start()
         for thread in threads:
             thread.join()
+        self._probe_pool.shutdown(wait=True, cancel_futures=True)
         self._notifier_done.set()
         self._dirty.set()
         self._notifier.join(timeout=5)
@@ -253,7 +266,7 @@ class LocalRuntime:
                 {
                     self._revisions[rev].address: percent
                     for rev, percent in traffic.split.items()
-                    if percent > 0
+                    if percent > 0 and self._revisions[rev].serving
                 },
             )
         }
@@ -301,6 +314,7 @@ class LocalRuntime:
         )
         rev.state, rev.message = RevisionState.STARTING, "waiting for the startup probe"
         rev.started_at, rev.next_restart = time.monotonic(), None
+        rev.tracker, rev.serving = Tracker(spec.probes), True
         self._changed()
 
     def _changed(self) -> None:
@@ -328,7 +342,7 @@ class LocalRuntime:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        to_probe: list[tuple[str, str, int]] = []
+        to_probe: list[tuple[str, Probe, int, int]] = []
         with self._lock:
             for name, rev in self._revisions.items():
                 if rev.state in (RevisionState.STOPPED, RevisionState.FAILED) or rev.process is None:
@@ -336,24 +350,49 @@ class LocalRuntime:
                 if not rev.process.alive():
                     self._on_exit(rev, now)
                 elif rev.state is RevisionState.STARTING:
-                    if now - rev.started_at > STARTUP_TIMEOUT:
+                    startup = rev.spec.probes.startup
+                    if now - rev.started_at > startup.budget:
                         rev.state = RevisionState.FAILED
                         # The probe's last answer says why (e.g. which secret did not load).
                         last = f" (last answer: {rev.probe_answer})" if rev.probe_answer else ""
-                        rev.message = f"startup probe did not pass within {STARTUP_TIMEOUT:.0f}s{last}"
+                        rev.message = f"startup probe did not pass within {startup.budget:g}s{last}"
                         threading.Thread(target=rev.process.stop, daemon=True).start()
                         self._changed()
                     else:
-                        to_probe.append((name, f"http://{rev.address}/health/startup", rev.process.pid))
-        for name, url, pid in to_probe:
-            try:
-                response = self._http.get(url)
-            except httpx.HTTPError:
-                continue
-            if response.status_code == 200:
+                        to_probe.append((name, startup, rev.port, rev.process.pid))
+                elif rev.tracker is not None:
+                    for kind, probe in rev.tracker.take_due(now):
+                        self._probe_pool.submit(self._probe, name, rev.process.pid, kind, probe, rev.port)
+        for name, probe, port, pid in to_probe:
+            error = probe.check(self._http, "127.0.0.1", port)
+            if error is None:
                 self._mark_ready(name, pid)
             else:
-                self._note_probe_answer(name, pid, _probe_answer(response))
+                self._note_probe_answer(name, pid, error)
+
+    def _probe(self, name: str, pid: int, kind: Kind, probe: Probe, port: int) -> None:
+        """One readiness or liveness probe of a started revision, and what its result changes."""
+        error = probe.check(self._http, "127.0.0.1", port)
+        with self._lock:
+            rev = self._revisions.get(name)
+            if rev is None or rev.process is None or rev.process.pid != pid or rev.tracker is None:
+                return  # restarted or stopped meanwhile: this result is about a process that is gone
+            if rev.state is not RevisionState.READY:
+                return
+            crossed = rev.tracker.record(kind, error)
+            if crossed is None:
+                return
+            failures = f"{kind.value} probe failed {probe.failure_threshold} times in a row ({error})"
+            if kind is Kind.READINESS:
+                rev.serving = not crossed
+                rev.message = f"not serving: {failures}" if crossed else "ready"
+                if rev.spec.service in self._traffic:
+                    self._program(rev.spec.service)
+            elif crossed:
+                rev.killed_for = f"restarted: {failures}"
+                rev.message = rev.killed_for
+                threading.Thread(target=rev.process.stop, daemon=True).start()
+            self._changed()
 
     def _on_exit(self, rev: _Revision, now: float) -> None:
         assert rev.process is not None
@@ -368,7 +407,8 @@ class LocalRuntime:
                 return
             rev.state = RevisionState.STARTING
             rev.next_restart = now + rev.backoff
-            rev.message = f"exited with code {code}; restarting in {rev.backoff:.0f}s"
+            why = rev.killed_for or f"exited with code {code}"
+            rev.message, rev.killed_for = f"{why}; restarting in {rev.backoff:.0f}s", None
             rev.backoff = min(rev.backoff * 2, MAX_BACKOFF)
             self._changed()
         elif now >= rev.next_restart:
@@ -405,21 +445,13 @@ class LocalRuntime:
                 return
             rev.state, rev.message = RevisionState.READY, "ready"
             rev.ever_ready, rev.ready_since = True, time.monotonic()
+            if rev.tracker is not None:
+                rev.tracker.started(rev.ready_since)
             address = rev.address
             service = rev.spec.service
         if self.prometheus is not None:
             self.prometheus.set_target(service, name, address)
         self._changed()
-
-
-def _probe_answer(response: httpx.Response) -> str:
-    """A failing startup probe's reason, from the services' ``{"checks": {...}}`` body when it has one."""
-    try:
-        checks = response.json().get("checks") or {}
-    except (ValueError, AttributeError):
-        checks = {}
-    detail = "; ".join(f"{name}: {problem}" for name, problem in checks.items())
-    return f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
 
 
 def _log(what: str) -> None:

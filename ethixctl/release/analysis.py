@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable, QueryError
+from ethixctl.adapters.prometheus import NotOffered, Prometheus, PrometheusUnavailable, QueryError
 from ethixctl.release.playbook import SCRAPED_SOURCES, MetricSource, Playbook, Timing, render, window_text
 from ethixctl.release.stats import Score, ScoreVerdict, classify, score
 
@@ -112,9 +112,15 @@ def _series(prometheus: Prometheus, query: str, start: float, end: float, step: 
     return [value for points in result.values() for _, value in points if not math.isnan(value)]
 
 
-def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: str) -> tuple[bool, str]:
+def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: str) -> tuple[bool | None, str]:
+    """Whether the canary's scrape target is up; None where Prometheus cannot list targets (Managed
+    Prometheus: the collector scrapes, nothing to ask), so only the request count guards the data."""
     wanted = {k: render(v, service=service, revision=canary) for k, v in book.analysis.target_labels.items()}
-    matching = [t for t in prometheus.targets() if all(t.labels.get(k) == v for k, v in wanted.items())]
+    try:
+        targets = prometheus.targets()
+    except NotOffered:
+        return None, ""
+    matching = [t for t in targets if all(t.labels.get(k) == v for k, v in wanted.items())]
     if not matching:
         selector = ",".join(f"{k}={v!r}" for k, v in wanted.items())
         return False, f"Prometheus has no scrape target for {selector}"
@@ -177,7 +183,7 @@ def _evaluate(
 
     if source in SCRAPED_SOURCES:
         verdict.targets_up, why = _targets_up(prometheus, book, service, canary)
-        if not verdict.targets_up:
+        if verdict.targets_up is False:
             no_data.append(why)
 
     requests_query = render(book.analysis.requests_query[source], **values)

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from services.backend import ratelimit
+from services.backend import heartbeat, ratelimit
 from services.backend.deps import Backend
 from services.backend.keys import (
     DEV_JWT_SECRET_NAME,
@@ -143,7 +143,8 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         timer.daemon = True
         timer.start()
 
-    async def open_backend(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:
+    async def open_backend(app: FastAPI, secrets: RuntimeSecrets) -> list[asyncio.Task[None]]:
+        """Open the store (with the loaded database URL) and start the background tasks."""
         url, version = database(secrets.snapshot())
         store = await run_in_threadpool(open_store, url)
         try:
@@ -165,9 +166,13 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         in_use(version)
         # A rotation that landed while the store was opening is not missed.
         await run_in_threadpool(reconnect, app, secrets.snapshot())
-        return asyncio.create_task(runner.reap_forever())
+        tasks = [asyncio.create_task(runner.reap_forever())]
+        if settings.heartbeat_seconds > 0:
+            # Beats follow the store to a new database-url version.
+            tasks.append(asyncio.create_task(heartbeat.beat_forever(lambda: backend.store, settings)))
+        return tasks
 
-    async def open_when_loaded(app: FastAPI, secrets: RuntimeSecrets) -> asyncio.Task[None]:
+    async def open_when_loaded(app: FastAPI, secrets: RuntimeSecrets) -> list[asyncio.Task[None]]:
         while not (secrets.loaded() and getattr(app.state, "keys", None) is not None):
             await asyncio.sleep(_STARTING_POLL_SECONDS)
         return await open_backend(app, secrets)
@@ -197,11 +202,12 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         finally:
             secrets.stop()
             opening.cancel()
-            (reaper,) = await asyncio.gather(opening, return_exceptions=True)
-            if isinstance(reaper, asyncio.Task):
-                reaper.cancel()
+            (tasks,) = await asyncio.gather(opening, return_exceptions=True)
+            # The heartbeat lets a beat in flight finish before the store below is closed.
+            for task in tasks if isinstance(tasks, list) else []:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                    await task
             backend: Backend | None = app.state.backend
             if backend is not None:
                 await backend.runner.close()

@@ -49,6 +49,8 @@ class BackendSettings(ServiceSettings):
     password_hash_memory_kib: int = Field(default=65_536, ge=1024)
     password_hash_time_cost: int = Field(default=3, ge=1)
     readiness_timeout_seconds: float = Field(default=0.4, gt=0, le=5)
+    # The heartbeat document that measures RPO after a restore (services/backend/heartbeat.py); 0: off.
+    heartbeat_seconds: float = Field(default=60.0, ge=0)
     # Password hashes computed at once; more concurrent register/login requests get 429 at once.
     password_hash_concurrency: int = Field(default_factory=_cores, ge=1, le=64)
     # The runbook's four rate-limiting variables: per client address, in `limits` notation ("120/minute").

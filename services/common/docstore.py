@@ -18,11 +18,13 @@ counter is a document with an ``expire_at`` date under a TTL index; on SQLite a 
 read as absent and are purged by later writes. Counters are short-lived state: snapshots leave them out.
 
 Snapshots (:func:`dump` / :func:`restore`) use the mongodump directory format, so they interoperate with
-``mongodump``/``mongorestore``.
+``mongodump``/``mongorestore``; :func:`consistent_read` gives every collection as of one point in time.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import re
 import sqlite3
@@ -30,11 +32,12 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -47,6 +50,10 @@ Sort = Sequence[tuple[str, int]]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 DEFAULT_DB = "ethix"
+# MongoDB collections holding expiring counters (DocStore.counters), never a collection of documents.
+COUNTERS_PREFIX = "counters_"
+# Documents per insert_many round trip to MongoDB.
+_INSERT_BATCH = 1000
 
 
 class DocStoreError(Exception):
@@ -107,7 +114,8 @@ class Collection(ABC):
         """Insert a copy of ``doc`` (an ``_id`` is generated when missing); returns the ``_id``."""
 
     def insert_many(self, docs: Iterable[Document]) -> int:
-        """Insert copies of ``docs``; returns how many. The SQLite backend does it in one transaction."""
+        """Insert copies of ``docs``, streamed (restores pass millions); returns how many. SQLite does it
+        in one transaction, MongoDB in batches of ``insert_many``."""
         return sum(1 for doc in docs if self.insert_one(doc))
 
     @abstractmethod
@@ -237,6 +245,9 @@ def _check_update(update: Mapping[str, Mapping[str, Any]]) -> None:
 
 # --- SQLite ------------------------------------------------------------------------------------------
 
+# Collections are tables named c_<collection>.
+_SQLITE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'c\\_%' ESCAPE '\\'"
+
 
 def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{part}"' for part in _check_field(field).split("."))
@@ -350,20 +361,29 @@ class SqliteCollection(Collection):
         return found[0] if found else None
 
     def insert_many(self, docs: Iterable[Document]) -> int:
-        rows = []
-        for doc in docs:
-            stored = dict(doc)
-            stored.setdefault("_id", new_id())
-            if not isinstance(stored["_id"], str):
-                raise DocStoreError("_id must be a string")
-            rows.append((stored["_id"], json.dumps(stored)))
+        inserted = 0
+
+        def rows() -> Iterator[tuple[str, str]]:
+            nonlocal inserted
+            for doc in docs:
+                stored = dict(doc)
+                stored.setdefault("_id", new_id())
+                if not isinstance(stored["_id"], str):
+                    raise DocStoreError(f"{self.name}: the SQLite store needs string _id values")
+                try:
+                    row = stored["_id"], json.dumps(stored)
+                except TypeError as exc:
+                    raise DocStoreError(f"{self.name}: a document holds a non-JSON value ({exc})") from None
+                inserted += 1
+                yield row
+
         with self.store._write() as conn:
             self._ensure(conn)
             try:
-                conn.executemany(f"INSERT INTO {self.table} (id, doc) VALUES (?, ?)", rows)
+                conn.executemany(f"INSERT INTO {self.table} (id, doc) VALUES (?, ?)", rows())
             except sqlite3.IntegrityError as exc:
                 raise DuplicateKeyError(f"duplicate key in {self.name}: {exc}") from None
-        return len(rows)
+        return inserted
 
     def find(
         self, filter: Filter, sort: Sort = (), limit: int = 0, after: Sequence[Any] | None = None
@@ -466,26 +486,30 @@ class SqliteCollection(Collection):
                 ) from None
 
     def indexes(self) -> list[Index]:
-        conn = self.store._conn()
-        rows = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-            (f"c_{self.name}",),
-        ).fetchall()
-        found = []
-        for (sql,) in rows:
-            columns = sql[sql.index("(", sql.index(" ON ")) + 1 : sql.rindex(")")]
-            keys = tuple(
-                (
-                    "_id" if path is None or not path else path.replace('"', ""),
-                    -1 if direction == " DESC" else 1,
-                )
-                for path, direction in (
-                    (match.group(1), match.group(2)) for match in _INDEX_COLUMN.finditer(columns)
-                )
+        return _sqlite_indexes(self.store._conn(), self.name)
+
+
+def _sqlite_indexes(conn: sqlite3.Connection, name: str) -> list[Index]:
+    """The indexes of collection ``name``, read back from ``sqlite_master`` on ``conn``, sorted by name."""
+    rows = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (f"c_{name}",),
+    ).fetchall()
+    found = []
+    for (sql,) in rows:
+        columns = sql[sql.index("(", sql.index(" ON ")) + 1 : sql.rindex(")")]
+        keys = tuple(
+            (
+                "_id" if path is None or not path else path.replace('"', ""),
+                -1 if direction == " DESC" else 1,
             )
-            if keys:
-                found.append(Index(keys, unique=sql.upper().startswith("CREATE UNIQUE")))
-        return sorted(found, key=lambda index: index.name)
+            for path, direction in (
+                (match.group(1), match.group(2)) for match in _INDEX_COLUMN.finditer(columns)
+            )
+        )
+        if keys:
+            found.append(Index(keys, unique=sql.upper().startswith("CREATE UNIQUE")))
+    return sorted(found, key=lambda index: index.name)
 
 
 class SqliteCounters(Counters):
@@ -605,10 +629,7 @@ class SqliteStore(DocStore):
             return self._counters.setdefault(name, SqliteCounters(self, name))
 
     def collection_names(self) -> list[str]:
-        rows = self._conn().execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'c\\_%' ESCAPE '\\'"
-        )
-        return sorted(row[0][2:] for row in rows)
+        return sorted(row[0][2:] for row in self._conn().execute(_SQLITE_TABLES))
 
     def ping(self) -> None:
         try:
@@ -653,14 +674,20 @@ class MongoCollection(Collection):
     def insert_many(self, docs: Iterable[Document]) -> int:
         from pymongo.errors import BulkWriteError
 
-        stored = [{**doc, "_id": doc.get("_id") or new_id()} for doc in docs]
-        if not stored:
-            return 0
+        inserted = 0
+        batch: list[Document] = []
         try:
-            self.raw.insert_many(stored)
+            for doc in docs:
+                batch.append({**doc, "_id": doc.get("_id") or new_id()})
+                if len(batch) == _INSERT_BATCH:
+                    self.raw.insert_many(batch)
+                    inserted, batch = inserted + len(batch), []
+            if batch:
+                self.raw.insert_many(batch)
+                inserted += len(batch)
         except BulkWriteError as exc:
             raise self._dup(exc) from None
-        return len(stored)
+        return inserted
 
     def find(
         self, filter: Filter, sort: Sort = (), limit: int = 0, after: Sequence[Any] | None = None
@@ -704,14 +731,17 @@ class MongoCollection(Collection):
             raise self._dup(exc) from None
 
     def indexes(self) -> list[Index]:
-        found = [
-            Index(
-                tuple((field, int(direction)) for field, direction in spec["key"]), bool(spec.get("unique"))
-            )
-            for name, spec in self.raw.index_information().items()
-            if name != "_id_"
-        ]
-        return sorted(found, key=lambda index: index.name)
+        return _mongo_indexes(self.raw.index_information())
+
+
+def _mongo_indexes(info: Mapping[str, Any]) -> list[Index]:
+    """Every index but ``_id_`` from pymongo's ``index_information()``, sorted by name."""
+    found = [
+        Index(tuple((field, int(direction)) for field, direction in spec["key"]), bool(spec.get("unique")))
+        for name, spec in info.items()
+        if name != "_id_"
+    ]
+    return sorted(found, key=lambda index: index.name)
 
 
 def _mongo_after(sort: Sort, after: Sequence[Any]) -> dict[str, Any]:
@@ -795,6 +825,11 @@ class MongoCounters(Counters):
         return int(self.raw.delete_many({}).deleted_count)
 
 
+def _mongo_collection_names(names: Iterable[str]) -> list[str]:
+    """The collections among MongoDB's ``names``: the expiring counters' ``counters_*`` are not."""
+    return sorted(name for name in names if not name.startswith(COUNTERS_PREFIX))
+
+
 class MongoStore(DocStore):
     """MongoDB through pymongo. ``client`` may be any pymongo-compatible client (tests pass mongomock's)."""
 
@@ -812,11 +847,11 @@ class MongoStore(DocStore):
         # Cached: creating one makes sure of its TTL index, a round trip worth doing once per process.
         with self._lock:
             if name not in self._counters:
-                self._counters[name] = MongoCounters(self.db[f"counters_{_check_name(name)}"], name)
+                self._counters[name] = MongoCounters(self.db[f"{COUNTERS_PREFIX}{_check_name(name)}"], name)
             return self._counters[name]
 
     def collection_names(self) -> list[str]:
-        return sorted(n for n in self.db.list_collection_names() if not n.startswith("counters_"))
+        return _mongo_collection_names(self.db.list_collection_names())
 
     def ping(self) -> None:
         from pymongo.errors import PyMongoError
@@ -851,58 +886,194 @@ def open_store(url: str) -> DocStore:
 
 # --- Snapshots (mongodump directory format) ----------------------------------------------------------
 
+# mongorestore --gzip only reads files with these suffixes; without --gzip, the plain ones.
+DUMP_SUFFIXES = {False: (".bson", ".metadata.json"), True: (".bson.gz", ".metadata.json.gz")}
 
-def dump(store: DocStore, directory: str | Path) -> dict[str, int]:
-    """Write every collection to ``directory/<db>/<collection>.bson`` + ``.metadata.json``; returns counts."""
+
+@dataclass
+class CollectionView:
+    """One collection as a consistent read sees it; ``documents`` stream in ``_id`` order, ``_id`` first."""
+
+    name: str
+    indexes: list[Index]
+    documents: Iterator[Document]
+
+
+@dataclass
+class DumpedCollection:
+    count: int
+    sha256: str  # over the BSON documents in _id order: the uncompressed .bson file
+    indexes: list[dict[str, Any]]
+    bson_bytes: int
+
+
+def index_specs(indexes: Sequence[Index]) -> list[dict[str, Any]]:
+    """The ``indexes`` of a ``.metadata.json``, as ``listIndexes`` reports them (``_id_`` first)."""
+    specs: list[dict[str, Any]] = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
+    specs += [
+        {"v": 2, "key": dict(index.keys), "name": index.name, **({"unique": True} if index.unique else {})}
+        for index in indexes
+    ]
+    return specs
+
+
+def index_from_spec(spec: Mapping[str, Any]) -> Index | None:
+    """The :class:`Index` a ``listIndexes`` spec describes; None for the one on ``_id``."""
+    keys = tuple((field, _direction(spec, d)) for field, d in spec.get("key", {}).items())
+    if not keys or keys == (("_id", 1),):
+        return None
+    return Index(keys, unique=bool(spec.get("unique")))
+
+
+def _id_first(doc: Document) -> Document:
+    # MongoDB stores _id first whatever order it was sent in; do the same so hashes agree across backends.
+    return {"_id": doc["_id"], **doc}
+
+
+def _sqlite_rows(conn: sqlite3.Connection, name: str) -> Iterator[Document]:
+    for row in conn.execute(f'SELECT doc FROM "c_{name}" ORDER BY id'):
+        yield _id_first(json.loads(row[0]))
+
+
+@contextmanager
+def consistent_read(store: DocStore) -> Iterator[list[CollectionView]]:
+    """Every collection (never the expiring counters) as of one point in time, streamed while the block
+    runs, with its indexes.
+
+    SQLite: one read transaction on a connection of its own (WAL keeps its snapshot while writers go
+    on); counters live in ``k_*`` tables, which the ``c_*`` listing leaves out. MongoDB: a snapshot
+    session (``readConcern: snapshot``; needs a replica set, as Atlas has), ``counters_*`` left out.
+    """
+    if isinstance(store, SqliteStore):
+        conn = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(store.busy_timeout_ms)}")
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("BEGIN")
+            # The first read fixes the snapshot; everything below sees the database as it was then.
+            names = sorted(row[0][2:] for row in conn.execute(_SQLITE_TABLES))
+            yield [CollectionView(n, _sqlite_indexes(conn, n), _sqlite_rows(conn, n)) for n in names]
+        finally:
+            conn.close()
+    elif isinstance(store, MongoStore):
+        with store.client.start_session(snapshot=True) as session:
+            names = _mongo_collection_names(store.db.list_collection_names(session=session))
+            views = []
+            for name in names:
+                raw = store.db[name]
+                indexes = _mongo_indexes(raw.index_information(session=session))
+                cursor = raw.find({}, session=session).sort("_id", 1)
+                views.append(CollectionView(name, indexes, (_id_first(doc) for doc in cursor)))
+            yield views
+    else:
+        raise DocStoreError(f"no consistent read for {type(store).__name__}")
+
+
+def _open(path: Path, mode: str, compressed: bool) -> IO[bytes]:
+    return gzip.open(path, mode) if compressed else open(path, mode)  # type: ignore[return-value]
+
+
+def _digest_view(
+    view: CollectionView,
+    write: Callable[[bytes], object] | None = None,
+    visit: Callable[[str, Document], None] | None = None,
+) -> DumpedCollection:
     import bson
+
+    digest = hashlib.sha256()
+    count = size = 0
+    for doc in view.documents:
+        data = bson.encode(doc)
+        digest.update(data)
+        count += 1
+        size += len(data)
+        if write is not None:
+            write(data)
+        if visit is not None:
+            visit(view.name, doc)
+    return DumpedCollection(count, digest.hexdigest(), index_specs(view.indexes), size)
+
+
+def digest(store: DocStore) -> dict[str, DumpedCollection]:
+    """What :func:`dump` would report (counts, SHA-256, indexes) as of one point in time, writing nothing."""
+    with consistent_read(store) as views:
+        return {view.name: _digest_view(view) for view in views}
+
+
+def dump(
+    store: DocStore,
+    directory: str | Path,
+    *,
+    compressed: bool = False,
+    visit: Callable[[str, Document], None] | None = None,
+) -> dict[str, DumpedCollection]:
+    """Write every collection, as of one point in time, to ``directory/<db>/<collection>.bson`` and
+    ``.metadata.json`` (``.gz`` for both with ``compressed``, like ``mongodump --gzip``); the metadata
+    lists every index, unique or not. Expiring counters are left out.
+
+    ``visit(collection, document)`` sees each document as it is written (the DR manifest collects the
+    objects documents refer to this way). Returns per collection its count, SHA-256 and index specs.
+    """
+    from bson import json_util
 
     target = Path(directory) / store.db_name
     target.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    for name in store.collection_names():
-        coll = store.collection(name)
-        docs = coll.find({}, sort=[("_id", 1)])
-        with open(target / f"{name}.bson", "wb") as out:
-            for doc in docs:
-                out.write(bson.encode(doc))
-        indexes: list[dict[str, Any]] = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
-        indexes += [
-            {
-                "v": 2,
-                "key": dict(index.keys),
-                "name": index.name,
-                **({"unique": True} if index.unique else {}),
+    bson_suffix, meta_suffix = DUMP_SUFFIXES[compressed]
+    dumped: dict[str, DumpedCollection] = {}
+    with consistent_read(store) as views:
+        for view in views:
+            with _open(target / f"{view.name}{bson_suffix}", "wb", compressed) as out:
+                dumped[view.name] = _digest_view(view, out.write, visit)
+            metadata = {
+                "options": {},
+                "indexes": dumped[view.name].indexes,
+                "uuid": uuid.uuid4().hex,
+                "collectionName": view.name,
+                "type": "collection",
             }
-            for index in coll.indexes()
-        ]
-        metadata = {"indexes": indexes, "uuid": "", "collectionName": name, "type": "collection"}
-        (target / f"{name}.metadata.json").write_text(json.dumps(metadata))
-        counts[name] = len(docs)
-    return counts
+            # Canonical Extended JSON, as mongodump writes it and mongorestore parses it.
+            text = json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS)
+            with _open(target / f"{view.name}{meta_suffix}", "wb", compressed) as out:
+                out.write(text.encode())
+    return dumped
 
 
 def restore(store: DocStore, directory: str | Path, *, drop: bool = True) -> dict[str, int]:
-    """Load a mongodump directory (``directory/<db>/``) into ``store``; ``drop`` empties collections first."""
+    """Load a mongodump directory (``directory/<db>/``, plain or gzipped) into ``store`` and create every
+    index its metadata lists; ``drop`` empties each collection first (``mongorestore --drop``). Counter
+    collections a real ``mongodump`` may hold (``counters_*``) are short-lived state and not loaded.
+    Returns the documents loaded per collection.
+    """
     import bson
+    from bson import json_util
 
     source = Path(directory) / store.db_name
     if not source.is_dir():
         raise DocStoreError(f"no dump of database {store.db_name!r} under {directory}")
+    # Every metadata file is read first, so an index that cannot be created refuses the restore
+    # before anything is loaded.
+    plan: list[tuple[str, Path, bool, list[Index]]] = []
+    for compressed, (bson_suffix, meta_suffix) in DUMP_SUFFIXES.items():
+        for bson_path in sorted(source.glob(f"*{bson_suffix}")):
+            name = bson_path.name.removesuffix(bson_suffix)
+            if name.startswith(COUNTERS_PREFIX):
+                continue
+            indexes: list[Index] = []
+            meta_path = source / f"{name}{meta_suffix}"
+            if meta_path.exists():
+                with _open(meta_path, "rb", compressed) as handle:
+                    specs = json_util.loads(handle.read()).get("indexes", [])
+                indexes = [index for index in map(index_from_spec, specs) if index is not None]
+            plan.append((name, bson_path, compressed, indexes))
     counts: dict[str, int] = {}
-    for bson_path in sorted(source.glob("*.bson")):
-        name = bson_path.stem
+    for name, bson_path, compressed, indexes in plan:
         coll = store.collection(name)
         if drop:
             coll.delete_many({})
-        docs = bson.decode_all(bson_path.read_bytes())
-        coll.insert_many(docs)
-        meta_path = source / f"{name}.metadata.json"
-        if meta_path.exists():
-            for spec in json.loads(meta_path.read_text()).get("indexes", []):
-                keys = tuple((field, _direction(spec, d)) for field, d in spec.get("key", {}).items())
-                if keys and keys != (("_id", 1),):
-                    coll.create_index(Index(keys, unique=bool(spec.get("unique"))))
-        counts[name] = len(docs)
+        with _open(bson_path, "rb", compressed) as handle:
+            counts[name] = coll.insert_many(bson.decode_file_iter(handle))
+        for index in indexes:
+            coll.create_index(index)
     return counts
 
 

@@ -26,6 +26,11 @@ class ServiceSettings(BaseSettings):
     revision: str = Field(default="local", validation_alias="K_REVISION")
     fault_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_latency_ms: int = Field(default=0, ge=0, le=600_000)
+    # CPU cores kept busy by background threads, for as long as the process runs.
+    fault_cpu_cores: float = Field(default=0.0, ge=0.0, le=16.0)
+    # vCPUs this instance may use (the denominator of the CPU gate). Unset: the cgroup quota, else the
+    # CPUs the process may run on. The local platform sets it from the template's resources.limits.cpu.
+    cpu_limit: float | None = Field(default=None, gt=0)
     # None: info in development, warning in production (the pre-production checklist's LOG_LEVEL=warn).
     log_level: LogLevel | None = Field(
         default=None, validation_alias=AliasChoices("LOG_LEVEL", "ETHIX_LOG_LEVEL")
@@ -76,7 +81,7 @@ class ServiceSettings(BaseSettings):
     def _no_faults_in_production(self) -> ServiceSettings:
         if self.env != "production":
             return self
-        if self.fault_error_rate or self.fault_latency_ms:
+        if self.fault_error_rate or self.fault_latency_ms or self.fault_cpu_cores:
             raise ValueError("fault injection (ETHIX_FAULT_*) must be off when ETHIX_ENV=production")
         if "*" in self.cors_origins:
             raise ValueError("ETHIX_CORS_ORIGINS: '*' is refused when ETHIX_ENV=production; list the origins")

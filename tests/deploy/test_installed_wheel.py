@@ -69,7 +69,9 @@ def _install(wheel: Path, work: Path) -> Path:
 
 def test_wheel_ships_the_default_playbooks(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(_build_wheel(tmp_path)).namelist())
-    for shipped in ("release.yaml", "release.md", "smoke.yaml", "smoke.md", "fixtures/smoke_loans.csv"):
+    shipped_files = ("release.yaml", "release.md", "smoke.yaml", "smoke.md", "dr.yaml", "dr.md",
+                     "fixtures/smoke_loans.csv")  # fmt: skip
+    for shipped in shipped_files:
         assert f"ethixctl/playbooks/{shipped}" in names
 
 
@@ -108,6 +110,12 @@ def test_installed_wheel_runs_release_dry_run_and_smoke(
     assert [s["weight"] for s in plan["plan"]["steps"]] == [10, 50, 100]
     assert {g["name"] for g in plan["gates_now"]["gates"]} == {"error_rate", "p95_latency"}
 
+    # The DR commands read their playbook from the package too (the local platform's control plane
+    # loads it at start: a checkout-relative path broke `ethixctl up` from a wheel).
+    listed = ethixctl("backup", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+
     assert plan["gates_now"]["metric_source"] == "app"
     assert "http_requests_total" in plan["gates_now"]["gates"][0]["query"]
 
@@ -123,3 +131,8 @@ def test_installed_wheel_runs_release_dry_run_and_smoke(
     smoke = ethixctl("smoke", "--junit", str(elsewhere / "smoke.xml"))
     assert smoke.returncode == 0, smoke.stderr
     assert 'failures="0"' in (elsewhere / "smoke.xml").read_text()
+    from ethixctl.ops.ledger import Ledger
+
+    with Ledger(local_platform.state_dir) as ledger:  # preflight's "last smoke run green" reads this
+        [run] = ledger.operations("local", kind="smoke", subject="backend")
+    assert run.status == "passed" and run.details["target"].startswith("http://127.0.0.1:")

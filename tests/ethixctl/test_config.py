@@ -175,3 +175,17 @@ def test_metric_source_is_per_environment(tmp_path: Path) -> None:
     assert resolve_environment().metric_source == "cloudrun"
     (tmp_path / "ethixctl.toml").write_text(CONFIG)
     assert resolve_environment().metric_source is None, "unset: the playbook decides"
+
+
+def test_the_readmes_google_cloud_example_resolves(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Running against Google Cloud") :]
+    example = section[section.index("```toml\n") + 8 : section.index("```", section.index("```toml\n") + 8)]
+    (tmp_path / "ethixctl.toml").write_text(example)
+    production = resolve_environment("production")
+    assert production.prometheus_url.endswith("/v1/projects/ethix-prod/location/global/prometheus")
+    assert (production.prometheus_auth, production.metric_source) == ("google", "cloudrun")
+    staging = resolve_environment()
+    assert (staging.name, staging.prometheus_auth, staging.prometheus_secret) == (
+        "staging", "bearer", "prometheus-token:current",
+    )  # fmt: skip

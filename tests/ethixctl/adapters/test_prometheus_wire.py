@@ -260,3 +260,73 @@ def test_retry_policy_worst_case_fits_the_budget(budget: float) -> None:
     assert policy.worst_case() <= budget
     assert policy.connect_timeout > 0 and policy.read_timeout > 0
     assert policy.retries == 2 or budget < 5, "normal gate intervals keep two retries"
+
+
+def test_managed_prometheus_without_targets_api_is_not_an_error_wire_level_fake(
+    fake: tuple[str, type[_Fake]],
+) -> None:
+    """Managed Service for Prometheus answers 404 on /api/v1/targets: the gates then judge on the
+    request count alone instead of failing every analysis with a query error (and rolling back)."""
+    from ethixctl.adapters.prometheus import NotOffered
+    from ethixctl.release import analysis, playbook
+
+    url, handler = fake
+
+    def managed(request: BaseHTTPRequestHandler) -> tuple[int, Any, dict[str, str]]:
+        if request.path.startswith("/api/v1/targets"):
+            return 404, b"404 page not found", {}
+        return 200, VECTOR, {}  # every query: 5
+
+    handler.reply = staticmethod(managed)
+    with Prometheus(url) as prometheus:
+        with pytest.raises(NotOffered):
+            prometheus.targets()
+        verdict = analysis.evaluate(
+            prometheus, playbook.load(), service="backend", canary="backend-2", stable="backend-1",
+            timing=playbook.Timing(window=60, sample_step=10, sample_window=30), compare=False,
+        )  # fmt: skip
+    assert verdict.outcome is analysis.Outcome.INCONCLUSIVE, verdict.summary()
+    assert verdict.targets_up is None
+    assert verdict.reasons == ["5 canary requests in 60s, need 20"]
+
+
+def test_alerts_go_through_the_clients_session_and_retries_wire_level_fake(
+    fake: tuple[str, type[_Fake]],
+) -> None:
+    """prometheus-api-client has no alerts call: ours uses its session, so the credential, the bounded
+    retries and the typed errors are the same as for a query."""
+    from ethixctl.adapters.prometheus import credential_session
+
+    url, handler = fake
+    firing = {
+        "labels": {"alertname": "ServiceNotReady", "service": "backend", "severity": "page"},
+        "annotations": {"summary": "backend-1 (backend) fails 40% of its readiness probes"},
+        "state": "firing",
+        "activeAt": "2025-01-01T10:00:00Z",
+        "value": "4e-01",
+    }
+    handler.reply = staticmethod(
+        lambda request: (200, {"status": "success", "data": {"alerts": [firing]}}, {})
+    )
+    with Prometheus(url, session=credential_session("bearer", TOKEN.encode())) as prometheus:
+        [alert] = prometheus.alerts()
+        assert (alert.name, alert.state, alert.value, alert.active_at) == (
+            "ServiceNotReady",
+            "firing",
+            0.4,
+            "2025-01-01T10:00:00Z",
+        )
+        assert alert.annotations["summary"].startswith("backend-1 (backend) fails")
+        assert handler.seen[-1]["path"] == "/api/v1/alerts"
+        assert handler.seen[-1]["headers"]["authorization"] == f"Bearer {TOKEN}"
+
+        handler.seen.clear()
+        handler.reply = staticmethod(lambda request: (503, {"status": "error"}, {"Retry-After": "60"}))
+        with pytest.raises(PrometheusUnavailable, match="after 3 attempts"):
+            prometheus.alerts()
+        assert len(handler.seen) == prometheus.policy.retries + 1
+
+        # Managed Prometheus has no alerts API: a 404 is a QueryError (status then says alerts unknown).
+        handler.reply = staticmethod(lambda request: (404, b"404 page not found", {}))
+        with pytest.raises(QueryError, match="HTTP 404"):
+            prometheus.alerts()

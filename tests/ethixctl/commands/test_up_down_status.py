@@ -15,7 +15,8 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.cli import main
-from ethixctl.platform import state
+from ethixctl.platform import manifests, state
+from ethixctl.platform.probes import Probes
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +67,20 @@ def test_prometheus_sees_every_revision(platform: Path, capsys: pytest.CaptureFi
             break
         time.sleep(1)
     assert health == ["up", "up"]
+
+
+def test_the_platform_enforces_the_probes_of_the_yaml(
+    platform: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "status", "--state-dir", str(platform), "--json")
+    assert code == 0
+    for svc in json.loads(out)["services"]:
+        (revision,) = svc["revisions"]
+        # The YAML read through the Cloud Run v2 types, against what the runtime applies to the revision.
+        assert revision["probes"] == Probes.from_container(manifests.container(svc["name"])).to_dict()
+        assert revision["probes"]["readiness"]["failure_threshold"] == 2
+        assert revision["probes"]["liveness"]["failure_threshold"] == 3
+        assert revision["serving"] is True
 
 
 def test_unknown_service_is_a_usage_error(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:

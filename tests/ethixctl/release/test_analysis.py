@@ -29,9 +29,12 @@ REVISIONS = {
     "backend-good": {},
     "backend-bad": {"ETHIX_FAULT_ERROR_RATE": "0.3"},
     "backend-slow": {"ETHIX_FAULT_LATENCY_MS": "300"},
+    # 0.3 of a core burnt on a 0.1-vCPU instance: ~300 % of its CPU, still well over 80 % when the
+    # shared machine gives the burner only a third of what it asks for.
+    "backend-burning": {"ETHIX_FAULT_CPU_CORES": "0.3", "ETHIX_CPU_LIMIT": "0.1"},
     "backend-idle": {},
 }
-LOADED = ("backend-stable", "backend-good", "backend-bad", "backend-slow")
+LOADED = ("backend-stable", "backend-good", "backend-bad", "backend-slow", "backend-burning")
 WINDOW = 10.0
 TIMING = playbook.Timing(window=WINDOW, sample_step=1, sample_window=3)
 
@@ -153,7 +156,8 @@ def test_latency_fault_fails_p95_and_the_baseline(lab: Lab) -> None:
 @pytest.mark.parametrize("source", playbook.METRIC_SOURCES)
 def test_the_same_gates_judge_under_either_metric_source(lab: Lab, source: playbook.MetricSource) -> None:
     """``cloudrun`` reads Cloud Run's metric names, which the local Prometheus records from the app's
-    own metrics (latencies in ms): the verdicts must be the same as under ``app``."""
+    own metrics (latencies in ms, CPU utilization as a distribution's sum and count): the verdicts must
+    be the same as under ``app``."""
     timing = TIMING.model_copy(update={"metric_source": source})
     good = _evaluate(lab, "backend-good", timing)
     assert (good.metric_source, good.outcome) == (source, Outcome.PASS), good.summary()
@@ -169,6 +173,13 @@ def test_the_same_gates_judge_under_either_metric_source(lab: Lab, source: playb
     p95 = slow.gate("p95_latency")
     assert slow.outcome is Outcome.FAIL, slow.summary()
     assert p95 is not None and p95.value is not None and 0.3 <= p95.value < 2.0, "seconds under either source"
+
+    burning = _evaluate(lab, "backend-burning", timing)
+    cpu = burning.gate("cpu")
+    assert burning.outcome is Outcome.FAIL, burning.summary()
+    assert cpu is not None and cpu.value is not None and cpu.value >= 0.8 and cpu.passed is False
+    answers = burning.gate("error_rate")
+    assert answers is not None and answers.passed, "it answers correctly: the CPU gate saw the fault"
 
     idle = _evaluate(lab, "backend-idle", timing)
     assert idle.outcome is Outcome.INCONCLUSIVE, idle.summary()

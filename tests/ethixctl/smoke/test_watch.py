@@ -5,8 +5,6 @@ promtool never hides the other checks) and the /metrics endpoint."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from ethixctl.smoke.metrics import MetricsServer, WatchMetrics, write_textfile
 from ethixctl.smoke.watch import SlackNotifier, watch
 from tests.ethixctl.smoke.conftest import Target, write_suite
 from tests.httpserver import serve
+from tests.promtool import promtool
 
 
 @dataclass
@@ -171,16 +170,10 @@ def _states() -> list[WatchMetrics]:
 def test_textfile_passes_promtool_check_metrics(metrics: WatchMetrics, tmp_path: Path) -> None:
     """The exposition format as Prometheus' own checker reads it. promtool comes with the Debian package
     prometheus; CI installs it, so there (CI set) its absence fails instead of skipping."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        missing = "promtool (Debian package prometheus) is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}; CI must check the textfile format")
-        pytest.skip(missing)
     path = tmp_path / "smoke.prom"
     write_textfile(metrics, path)
     result = subprocess.run(
-        [promtool, "check", "metrics"], stdin=path.open("rb"), capture_output=True, timeout=30, check=False
+        [promtool(), "check", "metrics"], stdin=path.open("rb"), capture_output=True, timeout=30, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

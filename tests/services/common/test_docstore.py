@@ -6,6 +6,8 @@ parameter ids say so. The SQLite backend runs on a real SQLite file in WAL mode.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import multiprocessing
 import time
@@ -30,10 +32,19 @@ from services.common.docstore import (
 )
 
 
+class SnapshotSessionMongomock(mongomock.MongoClient):  # type: ignore[misc]
+    """mongomock has no sessions (a real replica set has snapshot sessions): ``start_session`` gives
+    ``None``, which pymongo's calls take as "no session". mongomock is single-threaded, so the
+    point-in-time property is tested on SQLite only."""
+
+    def start_session(self, **kwargs: object) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
 def _make(kind: str, path: Path) -> DocStore:
     if kind == "sqlite":
         return SqliteStore(path / "store.db")
-    return MongoStore(mongomock.MongoClient(), "ethix")
+    return MongoStore(SnapshotSessionMongomock(), "ethix")
 
 
 @pytest.fixture(params=["sqlite", "mongodb-via-mongomock"])
@@ -172,19 +183,33 @@ def test_ping_raises_when_mongodb_does_not_answer() -> None:
         store.close()
 
 
-def test_dump_restore_round_trip_in_mongodump_format(store: DocStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_dump_restore_round_trip_in_mongodump_format(
+    store: DocStore, tmp_path: Path, compressed: bool
+) -> None:
     """Dump → restore into an empty store of the same backend gives back documents and unique indexes."""
+    import gzip
+
     import bson
+    from bson import json_util
 
     store["users"].create_unique_index("email")
-    store["users"].insert_one({"_id": "u1", "email": "a@example.com", "n": 1})
+    store["users"].insert_one({"email": "a@example.com", "n": 1, "_id": "u1"})
     store["datasets"].insert_one({"_id": "d1", "owner_id": "u1", "columns": ["x", "y"], "nested": {"k": 1.5}})
-    counts = dump(store, tmp_path / "dump")
-    assert counts == {"datasets": 1, "users": 1}
-    users_bson = tmp_path / "dump" / "ethix" / "users.bson"
-    assert bson.decode_all(users_bson.read_bytes()) == [{"_id": "u1", "email": "a@example.com", "n": 1}]
-    meta = (tmp_path / "dump" / "ethix" / "users.metadata.json").read_text()
-    assert '"unique": true' in meta and '"email": 1' in meta
+    dumped = dump(store, tmp_path / "dump", compressed=compressed)
+    assert {name: d.count for name, d in dumped.items()} == {"datasets": 1, "users": 1}
+    suffix = ".gz" if compressed else ""
+    raw = (tmp_path / "dump" / "ethix" / f"users.bson{suffix}").read_bytes()
+    raw = gzip.decompress(raw) if compressed else raw
+    # _id first, as MongoDB stores it, whatever order the document was written in.
+    assert raw == bson.encode({"_id": "u1", "email": "a@example.com", "n": 1})
+    assert dumped["users"].sha256 == hashlib.sha256(raw).hexdigest()
+    assert dumped["users"].bson_bytes == len(raw)
+    meta_raw = (tmp_path / "dump" / "ethix" / f"users.metadata.json{suffix}").read_bytes()
+    meta = json_util.loads(gzip.decompress(meta_raw) if compressed else meta_raw)
+    assert meta["collectionName"] == "users"
+    assert {"v": 2, "key": {"email": 1}, "name": "email_1", "unique": True} in meta["indexes"]
+    assert b'{"$numberInt": "2"}' in (gzip.decompress(meta_raw) if compressed else meta_raw)
 
     store["users"].delete_many({})
     store["datasets"].insert_one({"_id": "extra"})
@@ -195,18 +220,72 @@ def test_dump_restore_round_trip_in_mongodump_format(store: DocStore, tmp_path: 
     ]
     with pytest.raises(DuplicateKeyError):
         store["users"].insert_one({"email": "a@example.com"})
+    # A second dump of the restored data hashes the same: the round trip is byte-equal.
+    assert dump(store, tmp_path / "again", compressed=compressed)["users"].sha256 == dumped["users"].sha256
 
 
 def test_dump_from_sqlite_restores_into_mongodb_via_mongomock(tmp_path: Path) -> None:
     source = SqliteStore(tmp_path / "src.db")
     source["users"].create_unique_index("email")
     source["users"].insert_one({"_id": "u1", "email": "a@example.com"})
-    dump(source, tmp_path / "dump")
+    dump(source, tmp_path / "dump", compressed=True)
     source.close()
-    target = MongoStore(mongomock.MongoClient(), "ethix")
+    target = MongoStore(SnapshotSessionMongomock(), "ethix")
     restore(target, tmp_path / "dump")
     assert target["users"].find({}) == [{"_id": "u1", "email": "a@example.com"}]
     assert target["users"].unique_indexes() == ["email"]
+
+
+def test_restore_into_sqlite_refuses_documents_it_cannot_hold(tmp_path: Path) -> None:
+    import bson
+
+    (tmp_path / "dump" / "ethix").mkdir(parents=True)
+    (tmp_path / "dump" / "ethix" / "things.bson").write_bytes(bson.encode({"_id": 7}))
+    store = SqliteStore(tmp_path / "s.db")
+    with pytest.raises(DocStoreError, match="things: the SQLite store needs string _id values"):
+        restore(store, tmp_path / "dump")
+    assert store["things"].count({}) == 0
+    store.close()
+
+
+def _writer(path: str, rounds: int) -> None:
+    """Insert seq 0..rounds-1 into `a`, then the same seq into `b`: two commits per round, in that order."""
+    store = SqliteStore(path)
+    for seq in range(rounds):
+        store["a"].insert_one({"_id": f"{seq:08d}", "seq": seq})
+        store["b"].insert_one({"_id": f"{seq:08d}", "seq": seq})
+    store.close()
+
+
+def test_sqlite_dump_is_one_point_in_time_while_another_process_writes(tmp_path: Path) -> None:
+    """`a` is written before `b` in every round, so any real point in time has b ⊆ a and gap-free
+    prefixes. A dump reading `a` and then `b` without one transaction sees b run ahead of a."""
+    import bson
+
+    path = str(tmp_path / "live.db")
+    store = SqliteStore(path)
+    # Bulk in `a` makes dumping it take a while, so the writer commits many rounds meanwhile.
+    store["a"].insert_one({"_id": "~pad-0", "pad": "x" * 10})
+    store["b"].insert_one({"_id": "~pad-0", "pad": "x" * 10})
+    store["a"].insert_many({"_id": f"~pad-{i}", "pad": "x" * 200} for i in range(1, 40_000))
+    writer = multiprocessing.get_context("spawn").Process(target=_writer, args=(path, 100_000))
+    writer.start()
+    try:
+        while store["b"].count({}) < 200:  # the writer is under way
+            time.sleep(0.01)
+        dumped = dump(store, tmp_path / "dump")
+    finally:
+        writer.kill()
+        writer.join()
+    store.close()
+    seqs = {}
+    for name in ("a", "b"):
+        docs = bson.decode_all((tmp_path / "dump" / "ethix" / f"{name}.bson").read_bytes())
+        assert len(docs) == dumped[name].count
+        seqs[name] = sorted(d["seq"] for d in docs if "seq" in d)
+        assert seqs[name] == list(range(len(seqs[name]))), f"{name} has gaps"
+    assert len(seqs["b"]) >= 200
+    assert len(seqs["b"]) <= len(seqs["a"]) <= len(seqs["b"]) + 1
 
 
 def test_restore_without_dump_fails_clearly(tmp_path: Path) -> None:
@@ -301,7 +380,11 @@ def test_counters_are_left_out_of_collections_and_snapshots(store: DocStore, tmp
     store.counters("login_failures").incr("k", 1, ttl_seconds=60)
     store["users"].insert_one({"_id": "u1"})
     assert store.collection_names() == ["users"]
-    assert dump(store, tmp_path / "dump") == {"users": 1}
+    assert {name: dumped.count for name, dumped in dump(store, tmp_path / "dump").items()} == {"users": 1}
+    assert sorted(path.name for path in (tmp_path / "dump" / "ethix").iterdir()) == [
+        "users.bson",
+        "users.metadata.json",
+    ]
     with pytest.raises(DocStoreError, match="invalid collection name"):
         store.counters("bad name")
     with pytest.raises(DocStoreError, match="ttl must be positive"):
@@ -427,6 +510,8 @@ def test_mongodb_indexes_are_created_via_create_index_mongomock() -> None:
 
 
 def test_snapshots_carry_every_index_across_backends(tmp_path: Path) -> None:
+    from bson import json_util
+
     from services.backend.app import INDEXES, prepare_store
 
     source = SqliteStore(tmp_path / "src.db")
@@ -436,7 +521,7 @@ def test_snapshots_carry_every_index_across_backends(tmp_path: Path) -> None:
             {"_id": "one", "email": "a@example.com", "owner_id": "u", "status": "queued"}
         )
     dump(source, tmp_path / "dump")
-    meta = json.loads((tmp_path / "dump" / "ethix" / "datasets.metadata.json").read_text())
+    meta = json_util.loads((tmp_path / "dump" / "ethix" / "datasets.metadata.json").read_text())
     assert {
         "v": 2,
         "key": {"owner_id": 1, "created_at": 1, "_id": 1},
@@ -458,4 +543,21 @@ def test_restore_refuses_an_index_kind_it_cannot_create(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     with pytest.raises(DocStoreError, match="index 'body_text': only ascending"):
         restore(store, tmp_path / "dump")
+    assert store.collection_names() == []  # refused before anything was loaded
     store.close()
+
+
+def test_restore_leaves_out_the_counters_a_mongodump_holds(store: DocStore, tmp_path: Path) -> None:
+    """A real ``mongodump`` of the production database also writes the ``counters_*`` collections;
+    they are short-lived state, so a restore loads the documents and not them."""
+    import bson
+
+    (tmp_path / "dump" / "ethix").mkdir(parents=True)
+    (tmp_path / "dump" / "ethix" / "users.bson").write_bytes(bson.encode({"_id": "u1"}))
+    (tmp_path / "dump" / "ethix" / "counters_login_failures.bson").write_bytes(
+        bson.encode({"_id": "k", "value": 3, "updated_at": 0.0})
+    )
+    assert restore(store, tmp_path / "dump") == {"users": 1}
+    assert store.collection_names() == ["users"]
+    if isinstance(store, MongoStore):  # its collection_names() hides counters_* whether loaded or not
+        assert store.db.list_collection_names() == ["users"]
