@@ -16,9 +16,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ethixctl import yamldoc
+from ethixctl import PLAYBOOKS, yamldoc
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "playbooks" / "secrets.yaml"
+DEFAULT_PATH = PLAYBOOKS / "secrets.yaml"
 # Secret Manager's rules: ids of letters, digits, '-' and '_'; aliases start with a letter, ≤ 63 chars.
 SECRET_ID = r"^[A-Za-z0-9_-]{1,255}$"
 ALIASES = ("current", "next", "previous")

@@ -22,12 +22,26 @@ if TYPE_CHECKING:
 
 LOADED = "ethix_secret_version"
 IN_USE = "ethix_secret_in_use_version"
+LAST_REFRESH = "ethix_secret_last_refresh_timestamp_seconds"
 POLL_SECONDS = 0.5
+
+
+def _up_revisions(prometheus: Prometheus) -> set[str]:
+    """Revisions being scraped: their targets' health; where Prometheus lists no targets (Managed
+    Prometheus: its collector scrapes), those whose instances report refreshing their secrets."""
+    from ethixctl.adapters.prometheus import NotOffered
+
+    try:
+        return {t.labels.get("revision", "") for t in prometheus.targets() if t.health == "up"}
+    except NotOffered:
+        return {
+            s.labels.get("revision", "") for s in prometheus.query(f"count by (revision) ({LAST_REFRESH})")
+        }
 
 
 def serving_revisions(cloud_run: CloudRun, prometheus: Prometheus, services: Iterable[str]) -> list[str]:
     """Revisions that can receive requests: any traffic, or a tag whose revision is up (being scraped)."""
-    up = {t.labels.get("revision") for t in prometheus.targets() if t.health == "up"}
+    up = _up_revisions(prometheus)
     revisions: set[str] = set()
     for service in services:
         for target in cloud_run.get_service(service).traffic:

@@ -70,7 +70,7 @@ def _install(wheel: Path, work: Path) -> Path:
 def test_wheel_ships_the_default_playbooks(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(_build_wheel(tmp_path)).namelist())
     shipped_files = ("release.yaml", "release.md", "smoke.yaml", "smoke.md", "dr.yaml", "dr.md",
-                     "fixtures/smoke_loans.csv")  # fmt: skip
+                     "secrets.yaml", "secrets.md", "fixtures/smoke_loans.csv")  # fmt: skip
     for shipped in shipped_files:
         assert f"ethixctl/playbooks/{shipped}" in names
 
@@ -102,6 +102,10 @@ def test_installed_wheel_runs_release_dry_run_and_smoke(
         .get_service("backend")
         .image
     )
+    # The secrets catalog comes from the package too (the installed daemon seeds from it as well).
+    listed = ethixctl("secrets", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "jwt-signing-key" in [s["id"] for s in json.loads(listed.stdout)["secrets"]]
     # No users send traffic locally: --load tells the plan a step will get enough requests to judge.
     dry = ethixctl("release", "backend", "--image", image, "--dry-run", "--load", "20", "--json")
     assert dry.returncode == 0, dry.stderr

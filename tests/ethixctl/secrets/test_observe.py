@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import unquote_plus
+
 import pytest
 
+from ethixctl.adapters.cloudrun import CloudRun
+from ethixctl.adapters.prometheus import Prometheus
 from ethixctl.errors import EthixError
-from ethixctl.secrets.observe import Report, wait_until_reported
+from ethixctl.secrets.observe import Report, serving_revisions, wait_until_reported
+from tests.ethixctl.platform.controlplane.testruntime import local_control_plane
+from tests.httpserver import serve
 
 
 def test_lagging_needs_every_instance_and_absent_means_no_series() -> None:
@@ -38,3 +49,41 @@ def test_wait_follows_the_serving_set_and_times_out_naming_the_laggards() -> Non
             sleep=slept.append,
         )
     assert raised.value.hint is not None and "--resume" in raised.value.hint
+
+
+class _ManagedPrometheus(BaseHTTPRequestHandler):
+    """Like Managed Service for Prometheus: no targets API; ``reporting`` revisions refresh secrets."""
+
+    reporting: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/api/v1/targets"):
+            self.send_response(404)
+            self.end_headers()
+            return
+        assert "ethix_secret_last_refresh_timestamp_seconds" in unquote_plus(self.path)
+        result = [{"metric": {"revision": r}, "value": [time.time(), "1"]} for r in self.reporting]
+        data = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_without_a_targets_api_a_tagged_revision_serves_when_it_reports_wire_level_fake_local_control_plane(
+    tmp_path: Path,
+) -> None:
+    """Managed Prometheus has no targets API: a 0 % tagged revision counts as serving while its instances
+    report refreshing their secrets, and not once they stop."""
+    with local_control_plane(tmp_path / "cp") as (server, _):
+        cloud_run = CloudRun("local", "local", endpoint=server.url)
+        stable = cloud_run.create_service("backend", "envserver", {}).latest_ready_revision
+        tagged = cloud_run.deploy_revision("backend", "envserver", {"N": "2"}, tag="canary-a").name
+        gone = cloud_run.deploy_revision("backend", "envserver", {"N": "3"}, tag="canary-b").name
+        handler = type("Managed", (_ManagedPrometheus,), {"reporting": [stable, tagged]})
+        with serve(handler) as url, Prometheus(url) as prometheus:
+            assert serving_revisions(cloud_run, prometheus, ["backend"]) == sorted([stable, tagged])
+            assert gone not in serving_revisions(cloud_run, prometheus, ["backend"])
