@@ -157,8 +157,8 @@ def _last_smoke_green(context: Context, params: SmokeParams) -> Finding:
 
 
 class RotationParams(Params):
-    # Secret id -> longest time between rotations; other secrets the services reference get the default.
-    max_age_days: dict[str, float] = Field(default_factory=dict)
+    # The secrets catalog's secrets follow its rotation periods (as `ethixctl secrets status` judges them);
+    # a secret a spec references that the catalog does not know must be rotated this often (the ledger).
     default_max_age_days: float = Field(default=90, gt=0)
     succeeded: list[str] = Field(default_factory=lambda: list(SUCCEEDED))
 
@@ -178,16 +178,24 @@ def _last_success(context: Context, kind: str, subject: str | None, succeeded: l
 
 @check("secrets_rotated", RotationParams)
 def _secrets_rotated(context: Context, params: RotationParams) -> Finding:
+    from ethixctl.adapters.secrets import SecretManager
+    from ethixctl.secrets import catalog
+    from ethixctl.secrets.status import all_statuses
+
+    book = catalog.load()
+    env = context.environment
+    statuses = all_statuses(SecretManager(env.project, env.secrets_endpoint), context.ledger, env.name, book)
+    problems = [f"{s.id}: {s.state}: {s.problem}" for s in statuses if s.needs_action]
     referenced = {e.secret for s in context.services for e in context.spec(s).env if e.secret}
-    periods = {name: params.default_max_age_days for name in referenced} | params.max_age_days
-    problems = []
-    for secret, days in sorted(periods.items()):
+    days = params.default_max_age_days
+    for secret in sorted(referenced - set(book.ids())):
         done = _last_success(context, "rotation", secret, params.succeeded)
         if done is None:
             problems.append(f"{secret}: no rotation recorded in the ledger (due every {days:g} days)")
         elif time.time() - (done.finished_at or done.started_at) > days * DAY:
             problems.append(f"{secret}: overdue, last rotated {_age(done)} (due every {days:g} days)")
-    return _failed(problems) if problems else _passed(f"{len(periods)} secret(s) rotated on schedule")
+    checked = len(statuses) + len(referenced - set(book.ids()))
+    return _failed(problems) if problems else _passed(f"{checked} secret(s) rotated on schedule")
 
 
 class DrillParams(Params):
@@ -288,12 +296,15 @@ def _no_inline_secrets(context: Context, params: Params) -> Finding:
     from ethixctl.preflight.catalog import catalog
 
     def judge(spec: ServiceSpec) -> list[str]:
-        secrets = {v.name for v in (catalog(spec.name) or {}).values() if v.secret}
-        inline = [
-            e.name
-            for e in spec.env
-            if e.secret is None and (e.name in secrets or any(w in e.name for w in _SECRET_WORDS))
-        ]
+        # A setting the service reads is a secret when its settings say so (SecretStr): a setting that
+        # only names a secret loaded at runtime (ETHIX_SECRET_*) is not one. Others go by their name.
+        variables = catalog(spec.name) or {}
+
+        def secret(name: str) -> bool:
+            known = variables.get(name)
+            return known.secret if known is not None else any(w in name for w in _SECRET_WORDS)
+
+        inline = [e.name for e in spec.env if e.secret is None and secret(e.name)]
         return [f"{name} is set inline: reference a Secret Manager secret instead" for name in inline]
 
     return _per_service(context, judge, "no secret value inline")

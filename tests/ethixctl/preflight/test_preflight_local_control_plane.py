@@ -1,7 +1,8 @@
 """Preflight end to end against the local control plane (real google-cloud-run and secret-manager REST
 clients, real control plane, test runtime), a wire-level fake Prometheus (its /api/v1/targets and
 /api/v1/query), and a real ledger holding the smoke runs, rotations and drills other commands record.
-Services are created with full templates (probes, scaling, secret references), like production's."""
+Services are created with full templates (probes, scaling, secret names), like production's; the secrets
+catalog's secrets are seeded in the control plane's Secret Manager as `ethixctl up` seeds them."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Ledger
 from ethixctl.preflight import model
 from ethixctl.preflight.run import execute
+from ethixctl.secrets import catalog
+from ethixctl.secrets.seed import seed_local
 from tests.ethixctl.platform.controlplane.testruntime import local_control_plane
 from tests.httpserver import serve
 
-SECRET_VALUE = b"s3cret-value-never-shown"
 INLINE_SECRET = "mongodb+srv://admin:inline-password@db.example/ethix"
 
 
@@ -91,13 +93,16 @@ GOOD_BACKEND = [
     _env("ETHIX_LOG_LEVEL", "warn"),  # the alias of LOG_LEVEL counts too
     _env("ETHIX_STORAGE_URL", "gs://ethix-prod-datasets"),
     _env("AI_CORE_URL", "https://ai-core.example"),
-    _env("ETHIX_JWT_ACTIVE_KID", "2026-01"),
+    # Secrets loaded at runtime: the spec names them, never their values (playbooks/secrets.yaml).
+    _env("ETHIX_SECRETS_PROJECT", "local"),
+    _env("ETHIX_SECRET_JWT_SIGNING_KEY", "jwt-signing-key"),
+    _env("ETHIX_SECRET_SESSION_KEY", "session-key"),
+    _env("ETHIX_SECRET_DATABASE_URL", "database-url"),
     _env("ETHIX_RATE_LIMIT_ENABLED", "true"),
     _env("ETHIX_RATE_LIMIT_DEFAULT", "120/minute"),
     _env("ETHIX_RATE_LIMIT_AUTH", "10/minute"),
     _env("ETHIX_CORS_ORIGINS", "https://app.ethix.example"),
-    _env("ETHIX_JWT_KEYS", secret="ethix-jwt-keys"),
-    _env("ETHIX_DATABASE_URL", secret="ethix-database-url"),
+    _env("SENTRY_DSN", secret="sentry-dsn"),  # a secret the catalog does not list, as an env reference
 ]
 GOOD_AI_CORE = [_env("ETHIX_ENV", "production")]  # LOG_LEVEL unset: warning in production
 
@@ -122,9 +127,11 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     handler = type("Prometheus", (_Prometheus,), {"down": set()})
     with local_control_plane(tmp_path / "cp") as (server, _), serve(handler) as prometheus_url:
         secrets = SecretManager("local", endpoint=server.url)
-        for name in ("ethix-jwt-keys", "ethix-database-url"):
-            secrets.create_secret(name)
-            secrets.set_alias(name, "current", secrets.add_version(name, SECRET_VALUE))
+        seed_local(secrets, catalog.load(), tmp_path / "state")
+        secrets.create_secret("sentry-dsn")
+        secrets.set_alias(
+            "sentry-dsn", "current", secrets.add_version("sentry-dsn", b"https://k@sentry.example/1")
+        )
         environment = Environment(
             name="production", kind="cloudrun", project="local", region="local", run_endpoint=server.url,
             secrets_endpoint=server.url, prometheus_url=prometheus_url, state_dir=tmp_path / "state",
@@ -151,9 +158,7 @@ def _history(ledger: Ledger, env: str) -> None:
     """What the smoke, secrets and DR commands would have recorded."""
     for service in ("backend", "ai-core"):
         _finished(ledger, "smoke", service, env, "passed", days_ago=0.5)
-    _finished(ledger, "rotation", "ethix-jwt-keys", env, "completed", days_ago=30)
-    _finished(ledger, "rotation", "ethix-database-url", env, "completed", days_ago=10)
-    _finished(ledger, "rotation", "ethix-session-key", env, "rotated", days_ago=80)  # loaded at runtime
+    _finished(ledger, "rotation", "sentry-dsn", env, "completed", days_ago=30)
     _finished(ledger, "drill", "database", env, "passed", days_ago=2)
 
 
@@ -189,7 +194,8 @@ def test_each_spec_problem_is_named_without_showing_values_local_control_plane(l
         _env("ETHIX_CORS_ORIGINS", "*"),
         _env("ETHIX_FAULT_ERROR_RATE", "0.2"),
         _env("ETHIX_DATABASE_URL", INLINE_SECRET),  # a secret set inline
-        _env("ETHIX_JWT_KEYS", secret="ethix-jwt-keys", version="latest"),
+        _env("SENTRY_DSN", secret="sentry-dsn", version="latest"),
+        _env("ETHIX_SECRET_JWT_SIGNING_KEY", "jwt-signing-key"),  # only a name: not a secret
     ]
     lab.replace("backend", _production_like("envserver", bad, probes=False, min_instances=0))
     report = _run(lab, services=["backend"])
@@ -199,12 +205,15 @@ def test_each_spec_problem_is_named_without_showing_values_local_control_plane(l
         "no_fault_injection", "min_instances", "log_level", "rate_limiting", "cors_restricted",
     }  # fmt: skip
     assert failed["required_variables"] == (
-        "backend: missing ETHIX_STORAGE_URL, ETHIX_JWT_ACTIVE_KID, AI_CORE_URL, ETHIX_RATE_LIMIT_ENABLED,"
-        " ETHIX_RATE_LIMIT_DEFAULT, ETHIX_RATE_LIMIT_AUTH"
+        "backend: missing ETHIX_STORAGE_URL, AI_CORE_URL, ETHIX_SECRETS_PROJECT, ETHIX_SECRET_SESSION_KEY,"
+        " ETHIX_SECRET_DATABASE_URL, ETHIX_RATE_LIMIT_ENABLED, ETHIX_RATE_LIMIT_DEFAULT,"
+        " ETHIX_RATE_LIMIT_AUTH"
     )
     assert "ETHIX_CORS_ORIGINS allows *" in failed["cors_restricted"]
-    assert "ETHIX_DATABASE_URL is set inline" in failed["no_inline_secrets"]
-    assert "ETHIX_JWT_KEYS reads ethix-jwt-keys version latest" in failed["secrets_by_alias"]
+    assert failed["no_inline_secrets"] == (
+        "backend: ETHIX_DATABASE_URL is set inline: reference a Secret Manager secret instead"
+    )
+    assert "SENTRY_DSN reads sentry-dsn version latest" in failed["secrets_by_alias"]
     assert "no startup or liveness probe" in failed["probes"]
     assert "minimum instances 0, need 1" in failed["min_instances"]
     assert report.exit_code is ExitCode.FAILED
@@ -212,25 +221,32 @@ def test_each_spec_problem_is_named_without_showing_values_local_control_plane(l
     assert "inline-password" not in shown and "development" not in shown and "debug" not in shown
 
 
-def test_the_ledger_decides_smoke_rotation_and_drill_local_control_plane(lab: Lab) -> None:
+def test_the_ledger_decides_smoke_rotation_and_drill_local_control_plane(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with Ledger(lab.environment.state_dir) as ledger:
         _finished(ledger, "smoke", "backend", "production", "failed")  # newest run of backend failed
-        _finished(ledger, "rotation", "ethix-jwt-keys", "production", "failed")  # a failed one does not count
-        ledger._db.execute("DELETE FROM operations WHERE subject IN ('database', 'ethix-database-url')")
+        ledger._db.execute("DELETE FROM operations WHERE subject IN ('database', 'sentry-dsn')")
+        # A secret the catalog does not list goes by the ledger: its last good rotation is too old.
+        _finished(ledger, "rotation", "sentry-dsn", "production", "completed", days_ago=120)
+        _finished(ledger, "rotation", "sentry-dsn", "production", "failed")  # a failed one does not count
         _finished(ledger, "drill", "database", "production", "passed", days_ago=9)  # older than weekly
         _finished(ledger, "drill", "database", "production", "failed")  # a failed drill does not count
-        _finished(ledger, "rotation", "ethix-database-url", "production", "completed", days_ago=120)
         ledger.create_operation("release", "ai-core", "production", "canary")  # still in progress
+    # The catalog's secrets are judged as `secrets status` judges them: by the age of `current` in Secret
+    # Manager. A one-second rotation period makes the seeded database-url overdue.
+    fast = tmp_path / "secrets.yaml"
+    text = catalog.DEFAULT_PATH.read_text()
+    fast.write_text(text.replace("rotation_period: 90d      # Atlas", "rotation_period: 1s       # Atlas"))
+    monkeypatch.setenv("ETHIXCTL_SECRETS_CATALOG", str(fast))
+    time.sleep(1.1)
     failed = {r.id: r.detail for r in _run(lab).problems()}
     assert set(failed) == {"smoke_green", "dr_drill", "secrets_rotated", "no_release_in_progress"}
     assert "backend: the last smoke run failed" in failed["smoke_green"]
-    assert (
-        "ethix-database-url: overdue, last rotated 120.0 days ago (due every 90 days)"
-        in failed["secrets_rotated"]
-    )
-    assert "ethix-jwt-keys" not in failed["secrets_rotated"], (
-        "its completed rotation 30 days ago still counts"
-    )
+    rotated = failed["secrets_rotated"]
+    assert "database-url: overdue: rotation overdue by 0.0 days" in rotated
+    assert "jwt-signing-key" not in rotated, "seeded now: 180 days to go"
+    assert "sentry-dsn: overdue, last rotated 120.0 days ago (due every 90 days)" in rotated
     assert "9.0 days ago" in failed["dr_drill"]
     assert "release" in failed["no_release_in_progress"] and "ai-core" in failed["no_release_in_progress"]
 
