@@ -29,9 +29,10 @@ def command(
 
     Restores snapshot ID into cluster TARGET (a restore wipes its target, so the live cluster and the
     drills' scratch cluster are refused), verifies it against the snapshot's manifest (counts, hashes,
-    indexes, references), and with --switch adds a version to the database-url secret and deploys a
-    backend revision that reads it, with all the traffic. Nothing is switched unless verification
-    passes. Asks first on a terminal (not with --yes, in CI or without a TTY); recorded in the ledger.
+    indexes, references), and with --switch adds a version to the database-url secret and moves its
+    `current` alias there: the backend's revisions load it at runtime and reconnect (the command waits
+    until every serving revision reports it). Nothing is switched unless verification passes. Asks
+    first on a terminal (not with --yes, in CI or without a TTY); recorded in the ledger.
 
     \b
     Examples:
@@ -79,7 +80,8 @@ def command(
         "target": to,
         "checks": details.get("checks", []),
         "secret_version": details.get("secret_version"),
-        "revision": details.get("revision"),
+        "previous_version": details.get("previous_version"),
+        "revisions": details.get("revisions", []),
     }
     if json:
         output.emit_json(result)
@@ -90,7 +92,8 @@ def command(
         output.success(f"restore {op.short_id} {op.status}: {passed}/{len(result['checks'])} checks passed")
         if op.status == "switched":
             output.info(
-                f"database-url version {result['secret_version']}; {ctx.service} now serves from "
-                f"{to} through revision {result['revision']}"
+                f"database-url version {result['secret_version']} is current (previous: "
+                f"{result['previous_version']}); {ctx.service} serves from {to} on every revision"
+                f" ({', '.join(result['revisions']) or 'none serving'})"
             )
     return int(ExitCode.FAILED if op.status == "failed" else ExitCode.OK)

@@ -93,7 +93,8 @@ class DrContext:
         secret = self.target.scratch_database_url_secret
         assert secret is not None  # a production target names it (validated by the playbook)
         manager = SecretManager(self.environment.project, endpoint=self.environment.secrets_endpoint)
-        return manager.access(secret).decode()
+        # By alias, as the drill's revision reads it at runtime: both see the same version.
+        return manager.access(secret, "current").decode()
 
     def cluster_database_url(self, cluster: str) -> str:
         """A restored cluster's URL: locally its SQLite file; in production its host with the
@@ -104,7 +105,8 @@ class DrContext:
         from ethixctl.adapters.secrets import SecretManager
 
         manager = SecretManager(self.environment.project, endpoint=self.environment.secrets_endpoint)
-        return with_host_of(manager.access(DATABASE_URL_SECRET).decode(), standard)
+        # `current`: the version the backend is connected with (a rotation may have added a newer one).
+        return with_host_of(manager.access(DATABASE_URL_SECRET, "current").decode(), standard)
 
     def drop_cluster(self, cluster: str) -> bool:
         """Delete a local scratch cluster's files; production clusters are left (the next restore wipes

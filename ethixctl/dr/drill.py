@@ -293,15 +293,17 @@ class Drill:
             return Phase.SMOKING
         op = self._note(op, tag=tag, service=service)  # intent first: cleanup knows the tag
         env = {"ETHIX_STORAGE_URL": self.ctx.scratch_bucket.url}
-        secret_env: dict[str, str] = {}
         if self.ctx.target.is_local:
-            env["ETHIX_DATABASE_URL"] = self.ctx.scratch_database_url()  # a file path, no credentials
+            # A file path, no credentials; the live database-url secret must not win over it.
+            env["ETHIX_DATABASE_URL"] = self.ctx.scratch_database_url()
+            env["ETHIX_SECRET_DATABASE_URL"] = ""
         else:
+            # The revision loads the scratch cluster's URL at runtime, by alias, like every secret.
             assert self.ctx.target.scratch_database_url_secret is not None
-            secret_env["ETHIX_DATABASE_URL"] = self.ctx.target.scratch_database_url_secret
+            env["ETHIX_SECRET_DATABASE_URL"] = self.ctx.target.scratch_database_url_secret
         try:
             image = run.get_service(service).image
-            revision = run.deploy_revision(service, image, env, tag, keep_traffic=True, secret_env=secret_env)
+            revision = run.deploy_revision(service, image, env, tag, keep_traffic=True)
         except (UsageError, PlatformUnavailable):
             raise
         except EthixError as exc:

@@ -4,9 +4,11 @@ planned → restoring → verifying → switching → restored | switched | fail
 
 The target must be a new cluster: never the live one, never the drills' scratch cluster. Verification
 is the drill's (counts, hashes, indexes, references against the manifest); nothing is switched unless
-it passes. ``--switch`` adds a version to the ``database-url`` secret and deploys a backend revision
-that reads it, with all the traffic (until runtime secret loading lands, a new revision is how
-running services pick up a new secret).
+it passes. ``--switch`` adds a version to the ``database-url`` secret and moves its ``current`` alias
+there (``previous`` keeps the pre-restore database at hand): the running revisions load it at runtime
+and reconnect, no new revision needed. The switch ends once every serving backend revision reports
+its connection made with that version (``ethix_secret_in_use_version``, as a database-url rotation
+waits).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ethixctl.dr import local, verify
 from ethixctl.dr.context import DATABASE_URL_SECRET, DrContext
 from ethixctl.errors import UsageError
 from ethixctl.ops.ledger import Ledger, Operation
 from ethixctl.ops.machine import Machine
+
+if TYPE_CHECKING:
+    from ethixctl.secrets.observe import Waited
 
 KIND = "restore"
 
@@ -154,28 +159,44 @@ class Recovery:
 
         self.on_step(f"switching {self.ctx.service} to {self.options.target}")
         env = self.ctx.environment
+        secrets = SecretManager(env.project, endpoint=env.secrets_endpoint)
         url = self.ctx.cluster_database_url(self.options.target)
         if not op.details.get("secret_version"):
-            secrets = SecretManager(env.project, endpoint=env.secrets_endpoint)
             secrets.create_secret(DATABASE_URL_SECRET, exist_ok=True)
             version = secrets.add_version(DATABASE_URL_SECRET, url.encode())
             op = self.ledger.update(op.id, details={"secret_version": version})
+        version = str(op.details["secret_version"])
+        current = secrets.aliases(DATABASE_URL_SECRET).get("current")
+        if current != version:
+            # Recorded before the move: after a crash, resume knows which version served before.
+            op = self.ledger.update(op.id, details={"previous_version": current})
+            secrets.set_aliases(DATABASE_URL_SECRET, {"current": version, "previous": current, "next": None})
         if self.ctx.target.is_local:
             # Scheduled snapshots and the drills' guard follow the data the platform now serves.
             local.set_live_database_url(self.ctx.state_dir, url)
-        if not op.details.get("revision"):
-            run = self.ctx.cloud_run()
-            image = run.get_service(self.ctx.service).image
-            revision = run.deploy_revision(
-                self.ctx.service,
-                image,
-                {},
-                None,
-                keep_traffic=False,
-                secret_env={"ETHIX_DATABASE_URL": DATABASE_URL_SECRET},
-            )
-            self.ledger.update(op.id, details={"revision": revision.name})
+        waited = self._await_reconnect(version)
+        self.ledger.update(
+            op.id, details={"revisions": waited.revisions, "reconnected_seconds": round(waited.seconds, 1)}
+        )
         return Phase.SWITCHED
+
+    def _await_reconnect(self, version: str) -> Waited:
+        """Until every serving revision of the service has reconnected with ``version``."""
+        from ethixctl.adapters.prometheus import open_prometheus
+        from ethixctl.secrets import catalog, observe
+        from ethixctl.secrets.rotation import wait_timeout
+
+        run = self.ctx.cloud_run()
+        service = self.ctx.service
+        with open_prometheus(self.ctx.environment) as prometheus:
+            return observe.wait_until_reported(
+                lambda: observe.serving_revisions(run, prometheus, [service]),
+                lambda revisions: observe.report(
+                    prometheus, observe.IN_USE, DATABASE_URL_SECRET, "current", revisions, version
+                ),
+                timeout=wait_timeout(catalog.load(), self.ctx.environment.kind),
+                what=f"{DATABASE_URL_SECRET} version {version}",
+            )
 
 
 def execute(ctx: DrContext, options: RestoreOptions, on_step: Callable[[str], None]) -> Operation:

@@ -85,6 +85,20 @@ class BackendSettings(ServiceSettings):
             ) from None
         return value
 
+    @field_validator(
+        "secrets_project",
+        "secrets_endpoint",
+        "secret_jwt_signing_key",
+        "secret_session_key",
+        "secret_database_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A revision derived from a template cannot drop one of its variables, only set it: the DR
+        # drill's revision on scratch data empties ETHIX_SECRET_DATABASE_URL to use ETHIX_DATABASE_URL.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _secrets_are_named(self) -> BackendSettings:
         if self.secrets_project is not None:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from ethixctl import procs
+from ethixctl.adapters.secrets import SecretManager
 from ethixctl.cli import main
 from ethixctl.dr import local, snapshot
 from ethixctl.exitcodes import ExitCode
@@ -185,6 +186,32 @@ def test_drill_after_a_real_workload_is_byte_equal_and_meets_objectives(
     assert drill_ops(platform)[-1].status == "passed"
 
 
+def test_the_drills_revision_serves_the_restored_data_not_the_live_database(
+    platform: Platform, snapshot_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backend loads database-url at runtime: the drill's revision must not follow it to live data."""
+    from ethixctl.config import resolve_environment
+    from ethixctl.dr import drill, playbook
+    from ethixctl.dr.context import connect
+
+    late = {"email": f"late-{secrets.token_hex(4)}@example.com", "password": secrets.token_hex(8)}
+    assert httpx.post(f"{platform.backend}/api/v1/auth/register", json=late, timeout=30).status_code == 201
+    code, report, err = run(capsys, platform, "dr-drill", "--snapshot", snapshot_id, "--keep", "--json")
+    assert code == ExitCode.OK, (report or {}).get("reason", err)
+    op = drill_ops(platform)[-1]
+    url = platform.cloud_run().tag_url("backend", op.details["tag"])
+    try:
+        # Registered after the snapshot: live data has the user, the restored data does not.
+        assert httpx.post(f"{url}/api/v1/auth/login", json=late, timeout=30).status_code == 401
+        assert httpx.post(f"{platform.backend}/api/v1/auth/login", json=late, timeout=30).status_code == 200
+    finally:
+        ctx = connect(resolve_environment(None, platform.state_dir), playbook.load())
+        try:
+            drill.clean_up(ctx, op)
+        finally:
+            ctx.close()
+
+
 def test_missed_rpo_target_exits_4(
     platform: Platform, snapshot_id: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -310,28 +337,23 @@ def test_restore_dry_run_changes_nothing(
 def test_restore_and_switch_serves_the_restored_data(
     platform: Platform, snapshot_id: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A user registered after the snapshot is gone once the backend is switched to the restored data;
-    the database URL reaches the new revision through the database-url secret, not its env."""
+    """A user registered after the snapshot is gone once the backend is switched to the restored data:
+    database-url's `current` moves to the restored cluster and the serving revisions reconnect at runtime
+    (no new revision, no value in any env)."""
     late = {"email": f"late-{secrets.token_hex(4)}@example.com", "password": secrets.token_hex(8)}
     assert httpx.post(f"{platform.backend}/api/v1/auth/register", json=late, timeout=30).status_code == 201
+    split = platform.cloud_run().serving_split("backend")
     code, result, err = run(
         capsys, platform, "restore", "--snapshot", snapshot_id, "--to", "ethix-restored-1", "--switch",
         "--yes", "--json",
     )  # fmt: skip
     assert code == 0, result
     assert result["status"] == "switched" and all(c["passed"] for c in result["checks"])
-    run_api = platform.cloud_run()
-    assert run_api.serving_split("backend") == {result["revision"]: 100}
-    revision = run_api.get_revision("backend", result["revision"])
-    assert "ETHIX_DATABASE_URL" not in revision.env  # a secret reference, not a value
-    deadline = time.monotonic() + 30
-    status = None
-    while time.monotonic() < deadline:
-        status = httpx.post(f"{platform.backend}/api/v1/auth/login", json=late, timeout=30).status_code
-        if status == 401:
-            break
-        time.sleep(0.2)
-    assert status == 401
+    assert platform.cloud_run().serving_split("backend") == split and result["revisions"] == sorted(split)
+    aliases = SecretManager("local", endpoint=platform.info["control_plane_url"]).aliases("database-url")
+    assert aliases == {"current": result["secret_version"], "previous": result["previous_version"]}
+    # The command returned once every serving revision reported the new connection: no wait needed.
+    assert httpx.post(f"{platform.backend}/api/v1/auth/login", json=late, timeout=30).status_code == 401
     with Ledger(platform.state_dir) as ledger:
         (op,) = ledger.operations("local", "restore")
     assert op.status == "switched" and op.details["secret_version"] == result["secret_version"]

@@ -72,6 +72,12 @@ def test_a_secrets_project_needs_the_secret_names(monkeypatch: pytest.MonkeyPatc
         load_settings()
 
 
+def test_an_empty_secret_name_is_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A derived revision cannot drop a template's variable, only empty it (the DR drill's revision)."""
+    _env(monkeypatch, tmp_path, **{**PRODUCTION, **PRODUCTION_RATE_LIMITS, "ETHIX_SECRET_DATABASE_URL": ""})
+    assert load_settings().secret_database_url is None
+
+
 def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
     settings = BackendSettings(
         data_dir=tmp_path, database_url=SecretStr("mongodb+srv://app:pa55word@cluster.example/ethix")
