@@ -49,7 +49,7 @@ def materialise(backups: LocalObjectStore, manifest: dict, directory: Path) -> P
 def test_snapshot_is_a_mongodump_gzip_directory_read_back_by_an_independent_reader(world: World) -> None:
     manifest = snapshot.create(world.store, world.live, world.backups, cluster="ethix")
     dump = mongodump_reader.read_dump(materialise(world.backups, manifest, world.root / "dl"), "ethix")
-    assert set(dump) == {"users", "datasets", "analyses", "heartbeats"}
+    assert set(dump) == {"users", "datasets", "analyses", "heartbeats", "sessions"}
     for name, coll in dump.items():
         live_docs = world.store[name].find({}, sort=[("_id", 1)])
         assert coll["documents"] == [{"_id": d["_id"], **d} for d in live_docs]
@@ -79,7 +79,7 @@ def test_snapshot_is_a_mongodump_gzip_directory_read_back_by_an_independent_read
 def test_snapshots_leave_the_expiring_counters_out(world: World) -> None:
     assert world.store.counters("login_failures").get("account:user0@example.com") is not None
     manifest = snapshot.create(world.store, world.live, world.backups, cluster="ethix")
-    assert set(manifest["collections"]) == {"users", "datasets", "analyses", "heartbeats"}
+    assert set(manifest["collections"]) == {"users", "datasets", "analyses", "heartbeats", "sessions"}
     assert not [f["name"] for f in manifest["files"] if "counter" in f["name"] or "/k_" in f["name"]]
     target = SqliteStore(world.root / "scratch" / "ethix.db")
     snapshot.restore(world.backups, manifest, target)
@@ -95,7 +95,7 @@ def test_manifest_records_time_objects_files_and_the_newest_heartbeat(world: Wor
     assert taken is not None and before - 1 <= taken <= time.time()
     assert manifest["newest_heartbeat"] == snapshot.iso(1_796_172_800.5)
     assert manifest["newest_write"] == manifest["newest_heartbeat"]  # the newest write of all
-    assert manifest["documents"] == 3 + 6 + 6 + 1
+    assert manifest["documents"] == 3 + 3 + 6 + 6 + 1
     assert len(manifest["objects"]) == 6
     for entry in manifest["objects"]:
         data = world.live.get(entry["name"], generation=entry["generation"])
@@ -114,7 +114,7 @@ def test_restore_into_an_empty_store_is_byte_equal_and_verifies(world: World) ->
     manifest = snapshot.create(world.store, world.live, world.backups, cluster="ethix")
     target = SqliteStore(world.root / "scratch" / "ethix.db")
     counts = snapshot.restore(world.backups, manifest, target)
-    assert counts == {"analyses": 6, "datasets": 6, "heartbeats": 1, "users": 3}
+    assert counts == {"analyses": 6, "datasets": 6, "heartbeats": 1, "sessions": 3, "users": 3}
     checks = verify.database(target, manifest)
     assert checks and verify.failures(checks) == []
     assert {c.kind for c in checks} == {"count", "sha256", "indexes"}

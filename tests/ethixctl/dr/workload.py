@@ -8,14 +8,21 @@ from services.common.storage import ObjectStore
 
 
 def seed(store: DocStore, live: ObjectStore, users: int = 3) -> None:
-    """What the backend writes: users, datasets (file in the bucket), analyses with reports, a heartbeat,
-    under the backend's indexes, and a login-failure counter (short-lived state no snapshot holds)."""
+    """What the backend writes: users with a login session each, datasets (file in the bucket), analyses
+    with reports, a heartbeat, under the backend's indexes, and a login-failure counter (short-lived state
+    no snapshot holds)."""
     prepare_store(store)
     store.counters("login_failures").incr("account:user0@example.com", 1, ttl_seconds=600)
     for u in range(users):
         user_id = store["users"].insert_one(
             {"email": f"user{u}@example.com", "created_at": "2026-12-01T10:00:00+00:00"}
         )
+        # A session as services/backend/sessions.py writes it (fixed times: the heartbeat stays newest).
+        store["sessions"].insert_one(
+            {"user_id": user_id, "created_at": "2026-12-01T10:00:00+00:00",
+             "refreshed_at": "2026-12-01T10:00:00+00:00", "expires_at": 1_796_176_400.0,
+             "refresh_seal": "ab" * 32, "revoked_at": None, "revoked_reason": None}
+        )  # fmt: skip
         for d in range(2):
             key = f"datasets/{user_id}/d{d}.csv"
             generation = live.put(key, f"a,b\n{u},{d}\n".encode(), if_generation_match=0)
