@@ -161,6 +161,8 @@ def configure(settings: ServiceSettings, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.effective_log_level.upper())
+    # Python's warnings (a library's DeprecationWarning) become log records too: every line is JSON.
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import secrets
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,19 @@ def test_values_loaded_at_runtime_are_redacted_from_the_moment_they_load(
         f"whole key {logs.REDACTED}",
         f"next key {logs.REDACTED}",
     ]
+
+
+def test_python_warnings_are_json_lines_too(captured: tuple[io.StringIO, BackendSettings]) -> None:
+    """A library's warning printed as plain text would break the one-JSON-object-per-line contract."""
+    stream, settings = captured
+    with warnings.catch_warnings():
+        # pytest restores `warnings.showwarning` after each test, while logging remembers it captured
+        # them already: start from scratch, as a service process does.
+        logging.captureWarnings(False)
+        logs.configure(settings, stream)
+        warnings.simplefilter("always")
+        warnings.warn("an old constant is deprecated", DeprecationWarning, stacklevel=1)
+    logging.captureWarnings(False)
+    (entry,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["logger"] == "py.warnings" and "an old constant is deprecated" in entry["message"]
+    assert entry["severity"] == "WARNING"
