@@ -1,26 +1,24 @@
 """MongoDB Atlas Admin API v2: the database users behind the ``database-url`` secret.
 
-Authentication is an HTTP Digest API key (``ETHIXCTL_ATLAS_PUBLIC_KEY`` / ``ETHIXCTL_ATLAS_PRIVATE_KEY``)
-or a service account (``ETHIXCTL_ATLAS_CLIENT_ID`` / ``ETHIXCTL_ATLAS_CLIENT_SECRET``, exchanged for an
-OAuth token). ``ETHIXCTL_ATLAS_BASE_URL`` points elsewhere than https://cloud.mongodb.com (the tests'
-wire-level fake). Passwords and keys never appear in messages or exceptions.
+Authentication is the Atlas adapter's (:func:`ethixctl.adapters.atlas.credentials_from_environment`):
+an HTTP Digest API key or a service account's OAuth token. ``ETHIXCTL_ATLAS_BASE_URL`` points elsewhere
+than https://cloud.mongodb.com (the tests' wire-level fake). Passwords and keys never appear in
+messages or exceptions.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ethixctl.errors import EthixError, PlatformUnavailable, UsageError
+from ethixctl.adapters.atlas import ACCEPT, PRODUCTION_URL, credentials_from_environment
+from ethixctl.errors import EthixError, PlatformUnavailable
 from ethixctl.secrets.catalog import Atlas
 
-DEFAULT_BASE_URL = "https://cloud.mongodb.com"
-MEDIA_TYPE = "application/vnd.atlas.2023-01-01+json"
 AUTH_DATABASE = "admin"
 PASSWORD_BYTES = 24
 
@@ -44,63 +42,19 @@ def username_of(url: str) -> str | None:
     return unquote(user) if user else None
 
 
-@dataclass
-class _Credentials:
-    digest: tuple[str, str] | None
-    client: tuple[str, str] | None
-
-
-def _credentials() -> _Credentials:
-    public, private = (
-        os.environ.get("ETHIXCTL_ATLAS_PUBLIC_KEY"),
-        os.environ.get("ETHIXCTL_ATLAS_PRIVATE_KEY"),
-    )
-    client_id, client_secret = (
-        os.environ.get("ETHIXCTL_ATLAS_CLIENT_ID"),
-        os.environ.get("ETHIXCTL_ATLAS_CLIENT_SECRET"),
-    )
-    creds = _Credentials(
-        (public, private) if public and private else None,
-        (client_id, client_secret) if client_id and client_secret else None,
-    )
-    if creds.digest is None and creds.client is None:
-        raise UsageError(
-            "no Atlas credentials",
-            hint="set ETHIXCTL_ATLAS_PUBLIC_KEY and ETHIXCTL_ATLAS_PRIVATE_KEY (API key, Digest), or"
-            " ETHIXCTL_ATLAS_CLIENT_ID and ETHIXCTL_ATLAS_CLIENT_SECRET (service account)",
-        )
-    return creds
-
-
 class AtlasUsers:
     def __init__(self, atlas: Atlas, base_url: str | None = None, timeout: float = 30.0):
         self.atlas = atlas
-        self.base_url = (base_url or os.environ.get("ETHIXCTL_ATLAS_BASE_URL") or DEFAULT_BASE_URL).rstrip(
-            "/"
+        self.base_url = (base_url or os.environ.get("ETHIXCTL_ATLAS_BASE_URL") or PRODUCTION_URL).rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=credentials_from_environment(self.base_url),
+            headers={"Accept": ACCEPT, "Content-Type": ACCEPT},
+            timeout=timeout,
         )
-        creds = _credentials()
-        auth: httpx.Auth | None = httpx.DigestAuth(*creds.digest) if creds.digest else None
-        headers = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
-        self._http = httpx.Client(base_url=self.base_url, auth=auth, headers=headers, timeout=timeout)
-        if creds.digest is None and creds.client is not None:
-            self._http.headers["Authorization"] = f"Bearer {self._token(*creds.client)}"
 
     def close(self) -> None:
         self._http.close()
-
-    def _token(self, client_id: str, client_secret: str) -> str:
-        response = self._send(
-            "get a service-account token",
-            "POST",
-            "/api/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=httpx.BasicAuth(client_id, client_secret),
-            headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
-        )
-        token = response.json().get("access_token")
-        if not isinstance(token, str) or not token:
-            raise EthixError("Atlas: the service-account token answer has no access_token")
-        return token
 
     def _send(self, what: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ethixctl.errors import EthixError, PlatformUnavailable, UsageError
+from ethixctl.errors import EthixError, PlatformUnavailable
 from ethixctl.secrets.atlas import AtlasUsers, database_url, username_of
 from ethixctl.secrets.catalog import Atlas
 
@@ -56,8 +56,10 @@ def test_service_account_token_wire_level_fake(atlas: FakeAtlas, monkeypatch: py
 def test_wrong_key_no_credentials_and_outage_are_clear_errors_without_secrets_wire_level_fake(
     atlas: FakeAtlas, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(UsageError, match="no Atlas credentials"):
-        AtlasUsers(ATLAS)
+    # The fake is on loopback, where the adapter sends no credentials (the local control plane needs
+    # none); production without them is refused by the adapter (tests/ethixctl/adapters).
+    with pytest.raises(EthixError, match="HTTP 401"):
+        AtlasUsers(ATLAS).upsert("u", "the-password")
     monkeypatch.setenv("ETHIXCTL_ATLAS_PUBLIC_KEY", atlas.public_key)
     monkeypatch.setenv("ETHIXCTL_ATLAS_PRIVATE_KEY", "wrong-private-key")
     with pytest.raises(EthixError, match="HTTP 401") as raised:
