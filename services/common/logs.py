@@ -124,6 +124,8 @@ def configure(settings: ServiceSettings, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.effective_log_level.upper())
+    # Python warnings (a library's deprecation notice) go through the same JSON handler, not bare stderr.
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -50,15 +50,13 @@ async def upload(
     while chunk := await file.read(_CHUNK):
         data += chunk
         if len(data) > limit:
-            raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file exceeds the limit of {limit} bytes"
-            )
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"file exceeds the limit of {limit} bytes")
     try:
         summary = await run_in_threadpool(
             inspect_csv, bytes(data), max_rows=settings.max_rows, max_columns=settings.max_columns
         )
     except CsvTooLarge as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except CsvInvalid as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid CSV: {exc}") from None
     dataset_id = new_id()
