@@ -17,7 +17,7 @@ from services.backend.runner import AnalysisRunner
 from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
 from services.backend.throttle import TooManyFailures
-from services.common import hardening, logs, observability, openapi, sentry
+from services.common import forwarded, hardening, logs, observability, openapi, sentry
 from services.common.docstore import DocStore, open_store
 from services.common.storage import open_storage
 
@@ -101,8 +101,10 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
     openapi.install(app, rate_limited_prefix="/api/")
     # Each install wraps the ones before: metrics count the early 413s and 429s, every answer (injected
-    # faults too) gets CORS and security headers, and the access log (outermost) sees the final status.
+    # faults too) gets CORS and security headers, the access log sees the final status, and the forwarded
+    # client (outermost) is set before any of them reads the address.
     observability.install(app, settings)
     hardening.install(app, settings)
     logs.install(app, settings)
+    forwarded.install(app, settings)
     return app

@@ -148,3 +148,57 @@ def test_per_client_rate_limits_answer_429_with_retry_after(make_settings: MakeS
     # Each client has its own budget of 5; the auth routes have a tighter one of 2.
     assert seen["192.0.2.1"] == seen["192.0.2.2"] == [401, 401, 401, 401, 401, 429]
     assert seen["auth"] == [401, 401, 429]
+
+
+FRONT_END = ("169.254.8.1", 40000)  # the peer every request comes from on Cloud Run
+
+
+def _behind_front_end(settings: Any, requests: list[tuple[str, str, str]]) -> list[int]:
+    """Send (method, path, X-Forwarded-For) through the real app, all from the front end's address."""
+
+    async def scenario() -> list[int]:
+        app = create_app(settings)
+        statuses = []
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=FRONT_END)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                for number, (method, path, forwarded) in enumerate(requests):
+                    body = {"email": f"user{number}@example.com", "password": "wrong-pass"}
+                    headers = {"X-Forwarded-For": forwarded}
+                    answer = await http.request(
+                        method, path, headers=headers, json=body if method == "POST" else None
+                    )
+                    statuses.append(answer.status_code)
+        return statuses
+
+    return asyncio.run(scenario())
+
+
+def test_a_forged_leftmost_forwarded_entry_does_not_dodge_the_rate_limit(make_settings: MakeSettings) -> None:
+    settings = make_settings(
+        trusted_proxy_hops=1,
+        rate_limit_enabled=True,
+        rate_limit_default="5/minute",
+        rate_limit_auth="100/minute",
+    )
+    # A new made-up address on every request; the front end appended the real one after it.
+    forged = [("GET", "/api/v1/users/me", f"198.51.100.{i}, 203.0.113.7") for i in range(7)]
+    other = [("GET", "/api/v1/users/me", "203.0.113.8")]
+    assert _behind_front_end(settings, forged + other) == [401] * 5 + [429, 429] + [401]
+
+
+def test_a_forged_leftmost_forwarded_entry_does_not_dodge_the_login_throttle(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(trusted_proxy_hops=1, login_failures_per_client=3, login_backoff_base_seconds=30)
+    forged = [("POST", LOGIN, f"198.51.100.{i}, 203.0.113.7") for i in range(5)]
+    other = [("POST", LOGIN, "203.0.113.8")]
+    # Three failures allowed, the fourth starts the block; the other client is untouched.
+    assert _behind_front_end(settings, forged + other) == [401, 401, 401, 401, 429, 401]
+
+
+def test_without_trusted_proxies_the_forwarded_header_is_ignored(make_settings: MakeSettings) -> None:
+    settings = make_settings(login_failures_per_client=3, login_backoff_base_seconds=30)
+    # Each request names another client, but nothing vouches for the header: they are all the peer.
+    requests = [("POST", LOGIN, f"203.0.113.{i}") for i in range(5)]
+    assert _behind_front_end(settings, requests) == [401, 401, 401, 401, 429]
