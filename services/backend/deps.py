@@ -25,6 +25,7 @@ class Backend:
     store: DocStore
     storage: ObjectStore
     runner: AnalysisRunner
+    throttle: LoginThrottle
 
 
 def _backend(request: Request) -> Backend:
@@ -32,30 +33,30 @@ def _backend(request: Request) -> Backend:
     return backend
 
 
-def _settings(request: Request) -> BackendSettings:
+# These are `async def` although they never await: FastAPI runs a plain `def` dependency in a worker
+# thread, and the thread round trip costs far more than reading an attribute.
+async def _settings(request: Request) -> BackendSettings:
     return _backend(request).settings
 
 
-def _store(request: Request) -> DocStore:
+async def _store(request: Request) -> DocStore:
     return _backend(request).store
 
 
-def _storage(request: Request) -> ObjectStore:
+async def _storage(request: Request) -> ObjectStore:
     return _backend(request).storage
 
 
-def _runner(request: Request) -> AnalysisRunner:
+async def _runner(request: Request) -> AnalysisRunner:
     return _backend(request).runner
 
 
-def _throttle(request: Request) -> LoginThrottle:
-    backend = _backend(request)
-    return LoginThrottle(backend.settings, backend.store)
+async def _throttle(request: Request) -> LoginThrottle:
+    return _backend(request).throttle
 
 
-def _client_address(request: Request) -> str:
-    # uvicorn has already taken it from X-Forwarded-For when the peer is a trusted proxy
-    # (FORWARDED_ALLOW_IPS: the local router on 127.0.0.1; on Cloud Run, Google's front end).
+async def _client_address(request: Request) -> str:
+    # Behind ETHIX_TRUSTED_PROXY_HOPS proxies, services/common/forwarded.py has put the client here.
     return request.client.host if request.client else "unknown"
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from starlette.concurrency import run_in_threadpool
+
+from services.backend.refusals import Refusals
 from services.backend.settings import BackendSettings
 from services.common.docstore import Counter, DocStore
 
@@ -43,8 +46,11 @@ def client_key(address: str) -> str:
 
 @dataclass(frozen=True)
 class LoginThrottle:
+    """One per process: it remembers the blocks the store decided (``refusals``) for as long as they run."""
+
     settings: BackendSettings
     store: DocStore
+    refused: Refusals = field(default_factory=Refusals)
 
     def _limits(self, email: str, address: str) -> list[tuple[str, int]]:
         s = self.settings
@@ -62,14 +68,26 @@ class LoginThrottle:
         )
         return max(0.0, counter.updated_at + backoff - now)
 
-    def check(self, email: str, address: str) -> None:
-        """Raise :class:`TooManyFailures` while the account or the client is in its backoff."""
+    async def check(self, email: str, address: str) -> None:
+        """Raise :class:`TooManyFailures` while the account or the client is in its backoff.
+
+        A block this process already saw is refused from memory (no store read, no worker thread): a
+        block only ends when its time runs out, since the success that clears a count cannot pass it."""
+        limits = self._limits(email, address)
+        known = max(self.refused.remaining(key) for key, _ in limits)
+        if known > 0:
+            raise TooManyFailures(max(1, math.ceil(known)))
+        await run_in_threadpool(self._check_store, limits)
+
+    def _check_store(self, limits: list[tuple[str, int]]) -> None:
         counters = self.store.counters(COUNTERS)
         now = time.time()
-        wait = max(
-            self._blocked_for(counters.get(key), allowed, now)
-            for key, allowed in self._limits(email, address)
-        )
+        wait = 0.0
+        for key, allowed in limits:
+            blocked = self._blocked_for(counters.get(key), allowed, now)
+            if blocked > 0:
+                self.refused.refuse(key, now + blocked)
+                wait = max(wait, blocked)
         if wait > 0:
             raise TooManyFailures(max(1, math.ceil(wait)))
 

@@ -44,7 +44,7 @@ async def login(
 ) -> TokenOut:
     email = body.email.strip().lower()
     # Before hashing: a blocked attempt costs no CPU, and the same for unknown and known emails.
-    await run_in_threadpool(throttle.check, email, client)
+    await throttle.check(email, client)
     user = await run_in_threadpool(store["users"].find_one, {"email": email})
     if (
         not await verify_password(settings, user["password_hash"] if user else None, body.password)

@@ -4,15 +4,22 @@ real app (in-process ASGI client) on a real SQLite document store."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from limits.strategies import FixedWindowRateLimiter
 
+from services.backend import ratelimit
 from services.backend.app import create_app
+from services.backend.ratelimit import DocStoreStorage
+from services.common.docstore import SqliteStore
 
 from .conftest import MakeSettings, register_and_login
 
@@ -202,3 +209,49 @@ def test_without_trusted_proxies_the_forwarded_header_is_ignored(make_settings: 
     # Each request names another client, but nothing vouches for the header: they are all the peer.
     requests = [("POST", LOGIN, f"203.0.113.{i}") for i in range(5)]
     assert _behind_front_end(settings, requests) == [401, 401, 401, 401, 429]
+
+
+@pytest.fixture
+def gone_store(tmp_path: Path) -> SqliteStore:
+    """A real SQLite store whose directory was removed after it opened: every call fails."""
+    store = SqliteStore(tmp_path / "gone" / "ethix.db")
+    store.counters(ratelimit.COUNTERS)
+    store.close()
+    shutil.rmtree(tmp_path / "gone")
+    return store
+
+
+def test_a_block_already_seen_is_refused_without_the_store(
+    make_settings: MakeSettings, gone_store: SqliteStore
+) -> None:
+    """Once this process has seen a block, the flood it refuses costs no store round trip: the store can
+    even be gone. What it has not seen still goes to the store, which fails closed."""
+    settings = make_settings(login_failures_per_account=1, login_backoff_base_seconds=30)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert [_login(client, "ivy@example.com", "wrong-pass").status_code for _ in range(3)] == [
+            401,
+            401,
+            429,
+        ]
+        backend = client.app.state.backend  # type: ignore[attr-defined]
+        backend.throttle = dataclasses.replace(backend.throttle, store=gone_store)
+        assert _login(client, "ivy@example.com", "wrong-pass").status_code == 429
+        assert _login(client, "jo@example.com", "wrong-pass").status_code == 500
+
+
+def test_a_client_over_its_rate_limit_is_refused_without_the_storage(
+    make_settings: MakeSettings, gone_store: SqliteStore
+) -> None:
+    settings = make_settings(
+        rate_limit_enabled=True, rate_limit_default="2/minute", rate_limit_auth="100/minute"
+    )
+    with TestClient(create_app(settings)) as client:
+        assert [client.get("/api/v1/users/me").status_code for _ in range(3)] == [401, 401, 429]
+        limits = client.app.state.rate_limits  # type: ignore[attr-defined]
+        limits.limiter = FixedWindowRateLimiter(DocStoreStorage(gone_store))
+        refused = client.get("/api/v1/users/me")
+        assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+        # A route the memory knows nothing about goes to the storage, which fails open (and logs it).
+        assert (
+            client.post(LOGIN, json={"email": "k@example.com", "password": "wrong-pass"}).status_code == 401
+        )
