@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,7 +14,7 @@ from services.backend.runner import AnalysisRunner
 from services.backend.security import InvalidToken, verify_token
 from services.backend.settings import BackendSettings
 from services.backend.throttle import LoginThrottle
-from services.common.docstore import DocStore
+from services.common.docstore import DocStore, Filter
 from services.common.storage import ObjectStore
 
 
@@ -67,11 +68,20 @@ Runner = Annotated[AnalysisRunner, Depends(_runner)]
 Throttle = Annotated[LoginThrottle, Depends(_throttle)]
 ClientAddress = Annotated[str, Depends(_client_address)]
 
+_T = TypeVar("_T")
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def point_read(store: DocStore, read: Callable[[Filter], _T], filter: Filter) -> _T:
+    """``read(filter)`` on the event loop when the store's reads are local (``DocStore.local_reads``),
+    else in a worker thread."""
+    if store.local_reads:
+        return read(filter)
+    return await run_in_threadpool(read, filter)
 
 
 async def _current_user(
@@ -85,7 +95,7 @@ async def _current_user(
         user_id = verify_token(settings, credentials.credentials)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from None
-    user = await run_in_threadpool(store["users"].find_one, {"_id": user_id})
+    user = await point_read(store, store["users"].find_one, {"_id": user_id})
     if user is None:
         raise _unauthorized("the token's user no longer exists")
     return user
