@@ -18,7 +18,7 @@ from services.backend.routers import analyses, auth, datasets, health, users
 from services.backend.runner import AnalysisRunner
 from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
-from services.backend.throttle import LoginThrottle, TooManyFailures
+from services.backend.throttle import KnownBlocksGate, LoginThrottle, TooManyFailures
 from services.common import forwarded, hardening, logs, observability, openapi, sentry
 from services.common.docstore import DocStore, open_store
 from services.common.storage import open_storage
@@ -95,6 +95,11 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     for module in (health, auth, users, datasets, analyses):
         app.include_router(module.router)
 
+    def throttle() -> LoginThrottle | None:
+        backend: Backend | None = getattr(app.state, "backend", None)
+        return backend.throttle if backend else None
+
+    app.add_middleware(KnownBlocksGate, throttle=throttle)
     app.add_middleware(RefuseOversizedUploads, limit=settings.max_upload_bytes)
 
     @app.exception_handler(HashingBusy)
@@ -104,10 +109,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
 
     @app.exception_handler(TooManyFailures)
     async def too_many_failures(request: Request, exc: TooManyFailures) -> JSONResponse:
-        detail = "too many failed logins; retry later"
-        return JSONResponse(
-            {"detail": detail}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
-        )
+        return exc.response()
 
     ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
     openapi.install(app, rate_limited_prefix="/api/")

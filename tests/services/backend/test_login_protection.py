@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -228,14 +229,13 @@ def test_a_block_already_seen_is_refused_without_the_store(
     even be gone. What it has not seen still goes to the store, which fails closed."""
     settings = make_settings(login_failures_per_account=1, login_backoff_base_seconds=30)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        assert [_login(client, "ivy@example.com", "wrong-pass").status_code for _ in range(3)] == [
-            401,
-            401,
-            429,
-        ]
+        answers = [_login(client, "ivy@example.com", "wrong-pass") for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [401, 401, 429]  # the store decided
         backend = client.app.state.backend  # type: ignore[attr-defined]
         backend.throttle = dataclasses.replace(backend.throttle, store=gone_store)
-        assert _login(client, "ivy@example.com", "wrong-pass").status_code == 429
+        remembered = _login(client, "ivy@example.com", "wrong-pass")  # refused before the route runs
+        assert remembered.status_code == 429 and remembered.json() == answers[2].json()
+        assert 1 <= int(remembered.headers["retry-after"]) <= int(answers[2].headers["retry-after"])
         assert _login(client, "jo@example.com", "wrong-pass").status_code == 500
 
 
@@ -255,3 +255,30 @@ def test_a_client_over_its_rate_limit_is_refused_without_the_storage(
         assert (
             client.post(LOGIN, json={"email": "k@example.com", "password": "wrong-pass"}).status_code == 401
         )
+
+
+def test_logins_the_gate_reads_reach_the_route_as_sent(make_settings: MakeSettings) -> None:
+    """The gate in front of the login route reads the body to look for a known block; whatever it read
+    is replayed: a body sent in pieces still logs in, one over its 4 KiB still meets the validation."""
+    password = "correct-horse"
+
+    async def scenario() -> tuple[int, int, int]:
+        app = create_app(make_settings())
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                body = {"email": "kim@example.com", "password": password}
+                registered = (await http.post("/api/v1/auth/register", json=body)).status_code
+                raw = json.dumps(body).encode()
+
+                async def pieces() -> AsyncIterator[bytes]:
+                    for start in range(0, len(raw), 7):
+                        yield raw[start : start + 7]
+
+                chunked = await http.post(
+                    LOGIN, content=pieces(), headers={"Content-Type": "application/json"}
+                )
+                oversized = await http.post(LOGIN, json={**body, "password": "p" * 5000})
+                return registered, chunked.status_code, oversized.status_code
+
+    assert asyncio.run(scenario()) == (201, 200, 422)
