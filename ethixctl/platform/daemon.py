@@ -34,7 +34,7 @@ from ethixctl.platform.supervisor import LocalRuntime
 PROJECT = "local"
 REGION = "local"
 # Cloud Run service ids allow no "_", so the ai_core package runs as service "ai-core".
-# backend's env points at ai-core's service URL.
+# backend's env points at ai-core's service URL; both take their client from X-Forwarded-For as on Cloud Run.
 SEEDED = ("ai-core", "backend")
 DEFAULT_PORTS = {
     "backend": 8080,
@@ -191,6 +191,14 @@ class Daemon:
                 self.repair_requested.clear()
                 self.repair()
 
+    def _seed_env(self, name: str) -> dict[str, str]:
+        assert self.runtime is not None
+        # Behind the router as behind Cloud Run's front end: the client is the last X-Forwarded-For entry.
+        env = {"ETHIX_TRUSTED_PROXY_HOPS": "1"}
+        if name == "backend":
+            env["AI_CORE_URL"] = self.runtime.service_url("ai-core")
+        return env
+
     def _seed(self, refs: dict[str, str]) -> None:
         """Create the services the control plane does not know yet (the first ``up``), in parallel."""
         from ethixctl.adapters.cloudrun import CloudRun
@@ -212,10 +220,7 @@ class Daemon:
         threads = [
             threading.Thread(
                 target=create,
-                args=(
-                    name,
-                    {"AI_CORE_URL": self.runtime.service_url("ai-core")} if name == "backend" else {},
-                ),
+                args=(name, self._seed_env(name)),
             )
             for name in SEEDED
             if name not in existing

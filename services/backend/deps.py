@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,7 +14,7 @@ from services.backend.runner import AnalysisRunner
 from services.backend.security import InvalidToken, verify_token
 from services.backend.settings import BackendSettings
 from services.backend.throttle import LoginThrottle
-from services.common.docstore import DocStore
+from services.common.docstore import DocStore, Filter
 from services.common.storage import ObjectStore
 
 
@@ -25,6 +26,7 @@ class Backend:
     store: DocStore
     storage: ObjectStore
     runner: AnalysisRunner
+    throttle: LoginThrottle
 
 
 def _backend(request: Request) -> Backend:
@@ -32,30 +34,30 @@ def _backend(request: Request) -> Backend:
     return backend
 
 
-def _settings(request: Request) -> BackendSettings:
+# These are `async def` although they never await: FastAPI runs a plain `def` dependency in a worker
+# thread, and the thread round trip costs far more than reading an attribute.
+async def _settings(request: Request) -> BackendSettings:
     return _backend(request).settings
 
 
-def _store(request: Request) -> DocStore:
+async def _store(request: Request) -> DocStore:
     return _backend(request).store
 
 
-def _storage(request: Request) -> ObjectStore:
+async def _storage(request: Request) -> ObjectStore:
     return _backend(request).storage
 
 
-def _runner(request: Request) -> AnalysisRunner:
+async def _runner(request: Request) -> AnalysisRunner:
     return _backend(request).runner
 
 
-def _throttle(request: Request) -> LoginThrottle:
-    backend = _backend(request)
-    return LoginThrottle(backend.settings, backend.store)
+async def _throttle(request: Request) -> LoginThrottle:
+    return _backend(request).throttle
 
 
-def _client_address(request: Request) -> str:
-    # uvicorn has already taken it from X-Forwarded-For when the peer is a trusted proxy
-    # (FORWARDED_ALLOW_IPS: the local router on 127.0.0.1; on Cloud Run, Google's front end).
+async def _client_address(request: Request) -> str:
+    # Behind ETHIX_TRUSTED_PROXY_HOPS proxies, services/common/forwarded.py has put the client here.
     return request.client.host if request.client else "unknown"
 
 
@@ -66,11 +68,20 @@ Runner = Annotated[AnalysisRunner, Depends(_runner)]
 Throttle = Annotated[LoginThrottle, Depends(_throttle)]
 ClientAddress = Annotated[str, Depends(_client_address)]
 
+_T = TypeVar("_T")
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def point_read(store: DocStore, read: Callable[[Filter], _T], filter: Filter) -> _T:
+    """``read(filter)`` on the event loop when the store's reads are local (``DocStore.local_reads``),
+    else in a worker thread."""
+    if store.local_reads:
+        return read(filter)
+    return await run_in_threadpool(read, filter)
 
 
 async def _current_user(
@@ -84,7 +95,7 @@ async def _current_user(
         user_id = verify_token(settings, credentials.credentials)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from None
-    user = await run_in_threadpool(store["users"].find_one, {"_id": user_id})
+    user = await point_read(store, store["users"].find_one, {"_id": user_id})
     if user is None:
         raise _unauthorized("the token's user no longer exists")
     return user

@@ -9,6 +9,7 @@ from services.backend.deps import ClientAddress, Settings, Store, Throttle
 from services.backend.runner import now_iso
 from services.backend.schemas import Credentials, Problem, TokenOut, UserOut
 from services.backend.security import hash_password, issue_token, verify_password
+from services.backend.throttle import normalized_email
 from services.common.docstore import DuplicateKeyError, new_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -22,7 +23,7 @@ BUSY = {"model": Problem, "description": "Every password-hashing slot is busy; s
     responses={409: {"model": Problem, "description": "Email already registered"}, 429: BUSY},
 )
 async def register(body: Credentials, store: Store, settings: Settings) -> UserOut:
-    email = body.email.strip().lower()
+    email = normalized_email(body.email)
     password_hash = await hash_password(settings, body.password)
     user = {"_id": new_id(), "email": email, "password_hash": password_hash, "created_at": now_iso()}
     try:
@@ -42,9 +43,9 @@ THROTTLED = {
 async def login(
     body: Credentials, store: Store, settings: Settings, throttle: Throttle, client: ClientAddress
 ) -> TokenOut:
-    email = body.email.strip().lower()
+    email = normalized_email(body.email)
     # Before hashing: a blocked attempt costs no CPU, and the same for unknown and known emails.
-    await run_in_threadpool(throttle.check, email, client)
+    await throttle.check(email, client)
     user = await run_in_threadpool(store["users"].find_one, {"email": email})
     if (
         not await verify_password(settings, user["password_hash"] if user else None, body.password)

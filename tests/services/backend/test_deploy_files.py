@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from ethixctl.procs import REPO_ROOT
 from services.backend.app import create_app
-from services.backend.settings import BackendSettings
+from services.backend.settings import BackendSettings, load_settings
 
 BACKEND_DIR = REPO_ROOT / "services" / "backend"
 
@@ -48,6 +50,19 @@ def test_env_names_are_settings_the_backend_reads_and_secrets_come_from_secret_m
         assert ref["name"] and ref["key"] == "latest"
         assert "value" not in env[secret]
     assert env["ETHIX_ENV"]["value"] == "production"
+
+
+def test_the_manifest_with_its_secrets_is_a_valid_production_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for item in _container()["env"]:
+        if "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    monkeypatch.setenv("ETHIX_JWT_KEYS", json.dumps({"2026-01": "k" * 40}))
+    monkeypatch.setenv("ETHIX_DATABASE_URL", f"sqlite://{tmp_path / 'ethix.db'}")
+    settings = load_settings()
+    assert settings.env == "production" and settings.rate_limit_enabled
+    assert settings.trusted_proxy_hops == 1  # the client as Cloud Run's front end reports it
 
 
 def test_dockerfile_runs_the_module_on_port_8080_as_non_root() -> None:
