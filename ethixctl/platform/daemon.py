@@ -34,7 +34,7 @@ from ethixctl.platform.supervisor import LocalRuntime
 PROJECT = "local"
 REGION = "local"
 # Cloud Run service ids allow no "_", so the ai_core package runs as service "ai-core".
-# backend's env points at ai-core's service URL.
+# backend's env points at ai-core's service URL; both take their client from X-Forwarded-For as on Cloud Run.
 SEEDED = ("ai-core", "backend")
 DEFAULT_PORTS = {
     "backend": 8080,
@@ -210,6 +210,8 @@ class Daemon:
 
         assert self.runtime is not None
         env = consumer_env(catalog.load(), name, PROJECT, self.control_plane.url)
+        # Behind the router as behind Cloud Run's front end: the client is the last X-Forwarded-For entry.
+        env["ETHIX_TRUSTED_PROXY_HOPS"] = "1"
         if name == "backend":
             env["AI_CORE_URL"] = self.runtime.service_url("ai-core")
         return env

@@ -109,6 +109,13 @@ class Listener:
     upstreams: dict[str, int] = field(default_factory=dict)
 
 
+# X-Forwarded-For as Cloud Run's front end passes it: whatever the client sent, then the address the
+# client connected from; the split hop adds nothing. A revision behind the router therefore finds its
+# client where a Cloud Run instance does, one entry from the right (ETHIX_TRUSTED_PROXY_HOPS=1).
+_ANY_SOURCE = {"source": "static", "ranges": ["0.0.0.0/0", "::/0"]}
+_FORWARDED_BY_EDGE = "{http.request.header.X-Forwarded-For}"
+
+
 def _server(port: int, handler: dict[str, Any], *before: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A listener whose requests go through the routes `before` (if one matches), else `handler`."""
     return {
@@ -292,6 +299,7 @@ class Router:
                     },
                 },
                 _TOO_LARGE,
+                trusted_proxies=_ANY_SOURCE,
             )
         return self._caddy_config(self.admin_port, servers)
 
@@ -316,6 +324,8 @@ class Router:
                         "retries": 2,
                         "try_duration": "2s",
                     },
+                    # The edge already appended the client: this hop stays out of the list.
+                    "headers": {"request": {"set": {"X-Forwarded-For": [_FORWARDED_BY_EDGE]}}},
                 }
             else:
                 handler = {
@@ -323,9 +333,7 @@ class Router:
                     "status_code": 503,
                     "body": f"no revision of {name} is serving\n",
                 }
-            # The edge is a trusted proxy: the revision sees the real client in X-Forwarded-For.
-            trusted = {"source": "static", "ranges": ["127.0.0.1/32"]}
-            servers[name] = _server(inner, handler, trusted_proxies=trusted)
+            servers[name] = _server(inner, handler)
         return self._caddy_config(self.split_admin_port or 0, servers)
 
     def config(self) -> dict[str, Any]:

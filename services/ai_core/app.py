@@ -26,7 +26,7 @@ from services.ai_core.schemas import (
     Starting,
 )
 from services.ai_core.settings import AiCoreSettings
-from services.common import hardening, logs, observability, openapi, sentry
+from services.common import forwarded, hardening, logs, observability, openapi, sentry
 
 
 def create_app(settings: AiCoreSettings | None = None) -> FastAPI:
@@ -55,6 +55,7 @@ def create_app(settings: AiCoreSettings | None = None) -> FastAPI:
     observability.install(app, settings)
     hardening.install(app, settings)
     logs.install(app, settings)
+    forwarded.install(app, settings)
     metric_labels = (settings.service_name, settings.revision)
 
     @app.get("/health/liveness")

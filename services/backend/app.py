@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.backend import heartbeat, ratelimit
 from services.backend.deps import Backend
@@ -26,8 +28,8 @@ from services.backend.routers import analyses, auth, datasets, health, users, we
 from services.backend.runner import AnalysisRunner
 from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
-from services.backend.throttle import TooManyFailures
-from services.common import hardening, logs, observability, openapi, sentry
+from services.backend.throttle import KnownBlocksGate, LoginThrottle, TooManyFailures
+from services.common import forwarded, hardening, logs, observability, openapi, sentry
 from services.common.docstore import DocStore, Index, ensure_indexes, open_store
 from services.common.secrets import IN_USE, RuntimeSecrets, SecretManagerReader, SecretReader, Snapshot
 from services.common.storage import open_storage
@@ -57,11 +59,37 @@ INDEXES: dict[str, list[Index]] = {
 log = logging.getLogger(__name__)
 
 
+class RefuseOversizedUploads:
+    """Pure ASGI: the multipart parser spools the whole body before the route runs; refuse early, by the
+    declared length, a POST whose upload cannot fit."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = Headers(scope=scope).get("content-length", "") if scope["type"] == "http" else ""
+        declared = int(length) if length.isdigit() else 0
+        if scope.get("method") != "POST" or declared <= self.limit + MULTIPART_OVERHEAD_BYTES:
+            await self.app(scope, receive, send)
+            return
+        detail = {"detail": f"request body exceeds the upload limit of {self.limit} bytes"}
+        if declared > MAX_REQUEST_BYTES:
+            await JSONResponse(detail, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+            return
+        # Read the body to its end first: answering while the sender (a client, or the router) is
+        # still sending makes the server close a connection with unread data, the kernel resets it,
+        # and the 413 already on its way is lost: the client sees an empty 502.
+        while (await receive()).get("more_body", False):
+            pass
+        await JSONResponse(detail, status_code=413)(scope, receive, send)
+
+
 def prepare_store(store: DocStore) -> None:
     ensure_indexes(store, INDEXES)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SecretNames:
     jwt_signing_key: str
     session_key: str
@@ -134,10 +162,15 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         old = backend.store
         backend.store, backend.database_version = store, version
         backend.runner.use_store(store)
-        in_use(version)
+        # The throttle and the rate limits count in the document store: they follow it to the new
+        # connection, keeping the refusals this process already knows.
+        backend.throttle = dataclasses.replace(backend.throttle, store=store)
         if settings.rate_limit_enabled and settings.rate_limit_storage_url is None:
-            # The rate limits count in the document store: follow it to its new connection.
+            previous: ratelimit.RateLimits | None = app.state.rate_limits
             app.state.rate_limits = ratelimit.RateLimits(settings, store)
+            if previous is not None:
+                app.state.rate_limits.refused = previous.refused
+        in_use(version)
         log.info("reconnected with database-url version %s", version)
         timer = threading.Timer(OLD_STORE_CLOSE_SECONDS, old.close)
         timer.daemon = True
@@ -160,7 +193,7 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         except BaseException:
             store.close()
             raise
-        backend = Backend(settings, store, storage, runner, version)
+        backend = Backend(settings, store, storage, runner, LoginThrottle(settings, store), version)
         app.state.backend = backend
         app.state.rate_limits = rate_limits
         in_use(version)
@@ -222,24 +255,12 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
     for module in (health, auth, users, datasets, analyses, wellknown):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def refuse_oversized_uploads(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # The multipart parser spools the whole body before the route runs; refuse early what cannot fit.
-        length = request.headers.get("content-length", "")
-        limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
-        if request.method == "POST" and length.isdigit() and int(length) > limit:
-            detail = f"request body exceeds the upload limit of {settings.max_upload_bytes} bytes"
-            if int(length) > MAX_REQUEST_BYTES:
-                return JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
-            # Read the body to its end first: answering while the sender (a client, or the router)
-            # is still sending makes the server close a connection with unread data, the kernel
-            # resets it, and the 413 already on its way is lost: the client sees an empty 502.
-            async for _ in request.stream():
-                pass
-            return JSONResponse({"detail": detail}, status_code=413)
-        return await call_next(request)
+    def throttle() -> LoginThrottle | None:
+        backend: Backend | None = getattr(app.state, "backend", None)
+        return backend.throttle if backend else None
+
+    app.add_middleware(KnownBlocksGate, throttle=throttle)
+    app.add_middleware(RefuseOversizedUploads, limit=settings.max_upload_bytes)
 
     @app.exception_handler(HashingBusy)
     async def hashing_busy(request: Request, exc: HashingBusy) -> JSONResponse:
@@ -248,16 +269,15 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
 
     @app.exception_handler(TooManyFailures)
     async def too_many_failures(request: Request, exc: TooManyFailures) -> JSONResponse:
-        detail = "too many failed logins; retry later"
-        return JSONResponse(
-            {"detail": detail}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
-        )
+        return exc.response()
 
     ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
     openapi.install(app, rate_limited_prefix="/api/")
     # Each install wraps the ones before: metrics count the early 413s and 429s, every answer (injected
-    # faults too) gets CORS and security headers, and the access log (outermost) sees the final status.
+    # faults too) gets CORS and security headers, the access log sees the final status, and the forwarded
+    # client (outermost) is set before any of them reads the address.
     observability.install(app, settings)
     hardening.install(app, settings)
     logs.install(app, settings)
+    forwarded.install(app, settings)
     return app

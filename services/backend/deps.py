@@ -3,8 +3,9 @@ ClientAddress, CurrentUser."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,7 +17,7 @@ from services.backend.runner import AnalysisRunner
 from services.backend.security import InvalidToken, verify_token
 from services.backend.settings import BackendSettings
 from services.backend.throttle import LoginThrottle
-from services.common.docstore import DocStore
+from services.common.docstore import DocStore, Filter
 from services.common.secrets import RuntimeSecrets
 from services.common.storage import ObjectStore
 
@@ -29,6 +30,7 @@ class Backend:
     store: DocStore
     storage: ObjectStore
     runner: AnalysisRunner
+    throttle: LoginThrottle
     # The database-url version the open store was opened with (None: not from Secret Manager).
     database_version: str | None = None
 
@@ -53,36 +55,36 @@ def _backend(request: Request) -> Backend:
     return backend
 
 
-def _keys(request: Request) -> KeyRing:
+# These are `async def` although they never await: FastAPI runs a plain `def` dependency in a worker
+# thread, and the thread round trip costs far more than reading an attribute.
+async def _keys(request: Request) -> KeyRing:
     _backend(request)
     keys: KeyRing = request.app.state.keys
     return keys
 
 
-def _settings(request: Request) -> BackendSettings:
+async def _settings(request: Request) -> BackendSettings:
     return _backend(request).settings
 
 
-def _store(request: Request) -> DocStore:
+async def _store(request: Request) -> DocStore:
     return _backend(request).store
 
 
-def _storage(request: Request) -> ObjectStore:
+async def _storage(request: Request) -> ObjectStore:
     return _backend(request).storage
 
 
-def _runner(request: Request) -> AnalysisRunner:
+async def _runner(request: Request) -> AnalysisRunner:
     return _backend(request).runner
 
 
-def _throttle(request: Request) -> LoginThrottle:
-    backend = _backend(request)
-    return LoginThrottle(backend.settings, backend.store)
+async def _throttle(request: Request) -> LoginThrottle:
+    return _backend(request).throttle
 
 
-def _client_address(request: Request) -> str:
-    # uvicorn has already taken it from X-Forwarded-For when the peer is a trusted proxy
-    # (FORWARDED_ALLOW_IPS: the local router on 127.0.0.1; on Cloud Run, Google's front end).
+async def _client_address(request: Request) -> str:
+    # Behind ETHIX_TRUSTED_PROXY_HOPS proxies, services/common/forwarded.py has put the client here.
     return request.client.host if request.client else "unknown"
 
 
@@ -94,11 +96,20 @@ Keys = Annotated[KeyRing, Depends(_keys)]
 Throttle = Annotated[LoginThrottle, Depends(_throttle)]
 ClientAddress = Annotated[str, Depends(_client_address)]
 
+_T = TypeVar("_T")
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def point_read(store: DocStore, read: Callable[[Filter], _T], filter: Filter) -> _T:
+    """``read(filter)`` on the event loop when the store's reads are local (``DocStore.local_reads``),
+    else in a worker thread."""
+    if store.local_reads:
+        return read(filter)
+    return await run_in_threadpool(read, filter)
 
 
 @dataclass(frozen=True)
@@ -118,11 +129,12 @@ async def _caller(
         claims = verify_token(keys, credentials.credentials)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from None
+    session = await point_read(store, store[sessions.COLLECTION].find_one, {"_id": claims.session_id})
     try:
-        await run_in_threadpool(sessions.check, store, claims.session_id, claims.user_id)
+        sessions.check(session, claims.user_id)
     except sessions.InvalidSession as exc:
         raise _unauthorized(str(exc)) from None
-    user = await run_in_threadpool(store["users"].find_one, {"_id": claims.user_id})
+    user = await point_read(store, store["users"].find_one, {"_id": claims.user_id})
     if user is None:
         raise _unauthorized("the token's user no longer exists")
     return Caller(user, claims.session_id)

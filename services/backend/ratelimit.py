@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.backend.refusals import Refusals
 from services.backend.settings import BackendSettings
 from services.common.docstore import DocStore, DocStoreError
 
@@ -76,35 +78,59 @@ class RateLimits:
         self.limiter = FixedWindowRateLimiter(storage)
         self.default: list[RateLimitItem] = parse_many(settings.rate_limit_default)
         self.auth: list[RateLimitItem] = self.default + parse_many(settings.rate_limit_auth)
+        self.refused = Refusals()
 
-    def hit(self, path: str, client: str) -> int:
-        """Count one request; 0 when it may pass, else the seconds until the client may retry."""
+    async def hit(self, path: str, client: str) -> int:
+        """Count one request; 0 when it may pass, else the seconds until the client may retry.
+
+        A client the storage has refused stays refused until its window ends (fixed windows never
+        reopen early), so its further requests are refused from memory: a flood costs no storage
+        round trip and no worker thread per request. Nothing is ever admitted from memory."""
+        key = f"auth:{client}" if path.startswith(AUTH_PREFIX) else f"api:{client}"
+        known = self.refused.remaining(key)
+        if known > 0:
+            return max(1, math.ceil(known))
+        return await run_in_threadpool(self._hit, path, client, key)
+
+    def _hit(self, path: str, client: str, key: str) -> int:
         for item in self.auth if path.startswith(AUTH_PREFIX) else self.default:
             if not self.limiter.hit(item, "client", client):
                 reset, _ = self.limiter.get_window_stats(item, "client", client)
+                self.refused.refuse(key, reset)
                 return max(1, math.ceil(reset - time.time()))
         return 0
 
 
-def install(app: FastAPI, limits: Callable[[], RateLimits | None]) -> None:
-    """Refuse ``/api`` requests over the limits with 429 + ``Retry-After``; ``limits()`` is None when off."""
+class RateLimit:
+    """Pure ASGI: refuse ``/api`` requests over the limits with 429 + ``Retry-After``."""
 
-    @app.middleware("http")
-    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        active = limits()
-        path = request.url.path
+    def __init__(self, app: ASGIApp, limits: Callable[[], RateLimits | None]):
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        active = self.limits() if scope["type"] == "http" else None
+        path = scope.get("path", "")
         if active is None or not path.startswith("/api/"):
-            return await call_next(request)
-        client = request.client.host if request.client else "unknown"
+            await self.app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else "unknown"
         try:
-            wait = await run_in_threadpool(active.hit, path, client)
+            wait = await active.hit(path, client)
         except Exception:
             log.exception("rate-limit storage failed; request let through")
             wait = 0
         if wait:
-            return JSONResponse(
+            refusal = JSONResponse(
                 {"detail": f"rate limit exceeded; retry after {wait} s"},
                 status_code=429,
                 headers={"Retry-After": str(wait)},
             )
-        return await call_next(request)
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def install(app: FastAPI, limits: Callable[[], RateLimits | None]) -> None:
+    """Rate-limit ``/api``; ``limits()`` is None when the limits are off."""
+    app.add_middleware(RateLimit, limits=limits)

@@ -94,9 +94,10 @@ def refresh(store: DocStore, session_keys: tuple[bytes, ...], token: str) -> tup
     return session, new_token
 
 
-def check(store: DocStore, session_id: str, user_id: str) -> None:
-    """Raise unless the session exists, belongs to ``user_id``, and is neither revoked nor expired."""
-    session = _usable(store[COLLECTION].find_one({"_id": session_id}))
+def check(session: dict[str, Any] | None, user_id: str) -> None:
+    """Raise unless the session (as read from the store, by the token's ``sid``) exists, belongs to
+    ``user_id``, and is neither revoked nor expired."""
+    session = _usable(session)
     if session["user_id"] != user_id:
         raise InvalidSession("session of another user")
 

@@ -148,6 +148,12 @@ class BackendSettings(ServiceSettings):
             missing = [name for name, value in limits.items() if value is None]
             if missing:
                 raise ValueError(f"{' and '.join(missing)} must be set when ETHIX_RATE_LIMIT_ENABLED is true")
+        if self.env == "production" and "trusted_proxy_hops" not in self.model_fields_set:
+            # Per-client limits need the client: unset, every client would share the front end's address.
+            raise ValueError(
+                "ETHIX_TRUSTED_PROXY_HOPS must be set when ETHIX_ENV=production "
+                "(1 on Cloud Run, 2 behind an external Application Load Balancer)"
+            )
         storage = self.rate_limit_storage_url
         if self.env == "production" and storage and storage.get_secret_value().startswith("memory://"):
             raise ValueError(

@@ -7,10 +7,10 @@ credentials mode, since the API takes bearer tokens, not cookies. Security heade
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.settings import ServiceSettings
 
@@ -33,6 +33,33 @@ DOCS_PATHS = ("/docs", "/redoc")
 EXPOSED_HEADERS = ["Retry-After", "X-Request-ID", "X-Ethix-Revision"]
 
 
+class SecurityHeaders:
+    """Pure ASGI: the security headers on every answer's start."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
+        # ASVS 8.2.1: answers with personal data and tokens are never cached.
+        no_store = path.startswith("/api/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.update(SECURITY_HEADERS)
+                headers["Content-Security-Policy"] = csp
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def install(app: FastAPI, settings: ServiceSettings) -> None:
     """CORS (when origins are configured) inside, security headers outside: every answer gets them."""
     if settings.cors_origins:
@@ -45,15 +72,4 @@ def install(app: FastAPI, settings: ServiceSettings) -> None:
             max_age=600,
         )
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        docs = request.url.path.startswith(DOCS_PATHS)
-        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else API_CSP
-        if request.url.path.startswith("/api/"):
-            # ASVS 8.2.1: answers with personal data and tokens are never cached.
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders)

@@ -19,14 +19,16 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from pydantic import SecretStr
 from pythonjsonlogger.json import JsonFormatter
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.settings import ServiceSettings
 
@@ -161,7 +163,7 @@ def configure(settings: ServiceSettings, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.effective_log_level.upper())
-    # Python's warnings (a library's DeprecationWarning) become log records too: every line is JSON.
+    # Python warnings (a library's deprecation notice) go through the same JSON handler, not bare stderr.
     logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
@@ -174,45 +176,57 @@ def _access_severity(status: int) -> int:
     return logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
 
 
-def install(app: FastAPI, settings: ServiceSettings) -> None:
-    """Request id, trace context and one access-log line per request; install it last (outermost)."""
-    access = logging.getLogger(ACCESS_LOGGER)
+class AccessLog:
+    """Pure ASGI: the request's trace context for every line logged while it runs, then one access line
+    with the status sent (500 when an exception escaped) and the time until the answer was complete."""
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        token = _trace.set(
-            parse_trace(request.headers.get("traceparent"), request.headers.get("x-cloud-trace-context"))
-        )
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.access = logging.getLogger(ACCESS_LOGGER)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        token = _trace.set(parse_trace(headers.get("traceparent"), headers.get("x-cloud-trace-context")))
         started = time.perf_counter()
+        method, path = scope["method"], scope["path"]
         status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_with_status)
         except Exception:
-            access.exception("unhandled error in %s %s", request.method, request.url.path)
+            self.access.exception("unhandled error in %s %s", method, path)
             raise
         finally:
-            latency = time.perf_counter() - started
-            # The path only: a query string may carry what must not be logged.
-            http_request = {
-                "requestMethod": request.method,
-                "requestUrl": request.url.path,
-                "status": status,
-                "latency": f"{latency:.6f}s",
-                "remoteIp": request.client.host if request.client else None,
-                "userAgent": request.headers.get("user-agent"),
-                "protocol": f"HTTP/{request.scope.get('http_version', '1.1')}",
-            }
-            access.log(
-                _access_severity(status),
-                "%s %s %d",
-                request.method,
-                request.url.path,
-                status,
-                extra={"httpRequest": http_request},
-            )
+            severity = _access_severity(status)
+            if self.access.isEnabledFor(severity):
+                client = scope.get("client")
+                # The path only: a query string may carry what must not be logged.
+                http_request = {
+                    "requestMethod": method,
+                    "requestUrl": path,
+                    "status": status,
+                    "latency": f"{time.perf_counter() - started:.6f}s",
+                    "remoteIp": client[0] if client else None,
+                    "userAgent": headers.get("user-agent"),
+                    "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+                }
+                self.access.log(
+                    severity, "%s %s %d", method, path, status, extra={"httpRequest": http_request}
+                )
             _trace.reset(token)
 
+
+def install(app: FastAPI, settings: ServiceSettings) -> None:
+    """Request id, trace context and one access-log line per request; install it last (outermost)."""
+    app.add_middleware(AccessLog)
     # Outermost, so the request id is set before the access log and every other middleware runs.
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

@@ -19,6 +19,9 @@ def run(app_factory: str, settings: ServiceSettings) -> None:
         log_config=None,
         log_level=settings.effective_log_level,
         access_log=False,
+        # The client address comes from ETHIX_TRUSTED_PROXY_HOPS (services/common/forwarded.py), never
+        # from uvicorn's FORWARDED_ALLOW_IPS, which takes the leftmost, client-written entry.
+        proxy_headers=False,
         # Cloud Run sends SIGTERM and allows 10 s; finish in-flight requests within that.
         timeout_graceful_shutdown=8,
     )

@@ -37,6 +37,10 @@ class ServiceSettings(BaseSettings):
     )
     # Origins allowed to call the API from a browser; none by default. Comma-separated or a JSON list.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Proxies in front of the service that append to X-Forwarded-For: the client is that many entries from
+    # the right (services/common/forwarded.py). 0: the peer is the client. Cloud Run: 1; behind an
+    # external Application Load Balancer: 2; the local router: 1.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     # Error reporting is off without a DSN. The DSN is a credential: it never shows in repr or logs.
     sentry_dsn: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SENTRY_DSN", "ETHIX_SENTRY_DSN")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ethixctl.release import playbook
 from tests.deploy.conftest import LocalPlatform
 
 pytestmark = pytest.mark.e2e
@@ -112,7 +113,7 @@ def test_installed_wheel_runs_release_dry_run_and_smoke(
     plan = json.loads(dry.stdout)
     assert plan["dry_run"] is True
     assert [s["weight"] for s in plan["plan"]["steps"]] == [10, 50, 100]
-    assert {g["name"] for g in plan["gates_now"]["gates"]} == {"error_rate", "p95_latency"}
+    assert {g["name"] for g in plan["gates_now"]["gates"]} == {g.name for g in playbook.load().gates}
 
     # The DR commands read their playbook from the package too (the local platform's control plane
     # loads it at start: a checkout-relative path broke `ethixctl up` from a wheel).

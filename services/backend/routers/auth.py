@@ -12,6 +12,7 @@ from services.backend.runner import now_iso
 from services.backend.schemas import Credentials, LogoutIn, Problem, RefreshIn, TokenOut, UserOut
 from services.backend.security import hash_password, issue_token, verify_password
 from services.backend.settings import BackendSettings
+from services.backend.throttle import normalized_email
 from services.common.docstore import DuplicateKeyError, new_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -25,7 +26,7 @@ BUSY = {"model": Problem, "description": "Every password-hashing slot is busy; s
     responses={409: {"model": Problem, "description": "Email already registered"}, 429: BUSY},
 )
 async def register(body: Credentials, store: Store, settings: Settings) -> UserOut:
-    email = body.email.strip().lower()
+    email = normalized_email(body.email)
     password_hash = await hash_password(settings, body.password)
     user = {"_id": new_id(), "email": email, "password_hash": password_hash, "created_at": now_iso()}
     try:
@@ -61,9 +62,9 @@ async def login(
     throttle: Throttle,
     client: ClientAddress,
 ) -> TokenOut:
-    email = body.email.strip().lower()
+    email = normalized_email(body.email)
     # Before hashing: a blocked attempt costs no CPU, and the same for unknown and known emails.
-    await run_in_threadpool(throttle.check, email, client)
+    await throttle.check(email, client)
     user = await run_in_threadpool(store["users"].find_one, {"email": email})
     if (
         not await verify_password(settings, user["password_hash"] if user else None, body.password)

@@ -9,6 +9,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from ethixctl import procs
 from ethixctl.platform.router import Listener, Router, find_caddy
 from tests.ethixctl.platform.conftest import changes_under_load
+from tests.httpserver import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +58,35 @@ def upstreams(tmp_path: Path) -> Iterator[list[str]]:
         yield [f"127.0.0.1:{port}" for port in ports]
     finally:
         process.stop()
+
+
+class _ForwardedEcho(BaseHTTPRequestHandler):
+    """Answers with the X-Forwarded-For lines it received, one per line."""
+
+    def do_GET(self) -> None:
+        body = "\n".join(self.headers.get_all("X-Forwarded-For") or []).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_revisions_see_x_forwarded_for_as_behind_cloud_runs_front_end(router: Router) -> None:
+    """What the client wrote, then the address it connected from, and nothing for the hop between the two
+    Caddys: the client is the last entry, as on Cloud Run (ETHIX_TRUSTED_PROXY_HOPS=1)."""
+    with serve(_ForwardedEcho) as upstream:
+        router.set_listener("svc", procs.free_port(), {upstream.removeprefix("http://"): 1})
+        url = f"http://127.0.0.1:{router.listeners()['svc'].port}/"
+        seen = {}
+        for source, sent in (("127.0.0.2", None), ("127.0.0.3", "198.51.100.1, 198.51.100.2")):
+            transport = httpx.HTTPTransport(local_address=source)  # another client, by its real address
+            with httpx.Client(transport=transport, timeout=5) as client:
+                headers = {"X-Forwarded-For": sent} if sent else {}
+                seen[source] = client.get(url, headers=headers).text
+    assert seen == {"127.0.0.2": "127.0.0.2", "127.0.0.3": "198.51.100.1, 198.51.100.2, 127.0.0.3"}
 
 
 @pytest.fixture

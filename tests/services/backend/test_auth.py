@@ -8,6 +8,7 @@ import time
 
 import httpx
 import jwt
+import mongomock
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from services.backend.app import create_app
 from services.backend.keys import dev_signing_pem, private_key_pem, public_jwk
+from services.common.docstore import MongoStore
 from services.common.secrets import StaticReader, Version
 
 from .conftest import MakeSettings, register_and_login
@@ -204,3 +206,17 @@ def test_password_hashing_does_not_stall_the_event_loop(make_settings: MakeSetti
 
     probe_latency, total = asyncio.run(scenario())
     assert probe_latency < total / 2
+
+
+def test_bearer_tokens_work_on_a_store_read_through_worker_threads_mongomock(client: TestClient) -> None:
+    """The SQLite store's point reads run on the event loop; MongoDB's (here mongomock: no real mongod
+    can run on these machines) go through a worker thread. Both paths authenticate."""
+    backend = client.app.state.backend  # type: ignore[attr-defined]
+    assert backend.store.local_reads
+    mongo = MongoStore(mongomock.MongoClient(), "ethix")
+    assert not mongo.local_reads
+    backend.store = mongo
+    headers = register_and_login(client, "mo@example.com", "correct-horse")
+    me = client.get("/api/v1/users/me", headers=headers)
+    assert me.status_code == 200 and me.json()["email"] == "mo@example.com"
+    assert mongo["users"].find_one({"email": "mo@example.com"}) is not None

@@ -10,9 +10,10 @@ from prometheus_client import REGISTRY
 from pymongo import MongoClient
 
 from ethixctl.procs import free_port
+from services.backend.app import create_app
 from services.common.docstore import MongoStore
 
-from .conftest import register_and_login
+from .conftest import MakeSettings, register_and_login
 
 
 def test_liveness_startup_and_readiness_answer(client: TestClient) -> None:
@@ -85,3 +86,20 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert REGISTRY.get_sample_value("http_requests_total", labels) == before + 2
     assert 'route="/api/v1/datasets/{dataset_id}"' in text and "some-id" not in text
+
+
+def test_an_exception_that_escapes_a_route_counts_as_a_500_in_the_metrics(
+    make_settings: MakeSettings,
+) -> None:
+    """The release gates judge error rates from these counts: a crash must not be missing from them."""
+    app = create_app(make_settings())
+
+    async def crash() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/api/v1/crash", crash)
+    labels = {"method": "GET", "revision": "local", "route": "/api/v1/crash", "service": "local"}
+    before = REGISTRY.get_sample_value("http_requests_total", {**labels, "status": "500"}) or 0.0
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/crash").status_code == 500
+    assert REGISTRY.get_sample_value("http_requests_total", {**labels, "status": "500"}) == before + 1

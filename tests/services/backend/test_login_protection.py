@@ -4,15 +4,23 @@ real app (in-process ASGI client) on a real SQLite document store."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from limits.strategies import FixedWindowRateLimiter
 
+from services.backend import ratelimit
 from services.backend.app import create_app
+from services.backend.ratelimit import DocStoreStorage
+from services.common.docstore import SqliteStore
 
 from .conftest import MakeSettings, register_and_login
 
@@ -171,3 +179,129 @@ def test_per_client_rate_limits_answer_429_with_retry_after(make_settings: MakeS
     # Each client has its own budget of 5; the auth routes have a tighter one of 2.
     assert seen["192.0.2.1"] == seen["192.0.2.2"] == [401, 401, 401, 401, 401, 429]
     assert seen["auth"] == [401, 401, 429]
+
+
+FRONT_END = ("169.254.8.1", 40000)  # the peer every request comes from on Cloud Run
+
+
+def _behind_front_end(settings: Any, requests: list[tuple[str, str, str]]) -> list[int]:
+    """Send (method, path, X-Forwarded-For) through the real app, all from the front end's address."""
+
+    async def scenario() -> list[int]:
+        app = create_app(settings)
+        statuses = []
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=FRONT_END)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                for number, (method, path, forwarded) in enumerate(requests):
+                    body = {"email": f"user{number}@example.com", "password": "wrong-pass"}
+                    headers = {"X-Forwarded-For": forwarded}
+                    answer = await http.request(
+                        method, path, headers=headers, json=body if method == "POST" else None
+                    )
+                    statuses.append(answer.status_code)
+        return statuses
+
+    return asyncio.run(scenario())
+
+
+def test_a_forged_leftmost_forwarded_entry_does_not_dodge_the_rate_limit(make_settings: MakeSettings) -> None:
+    settings = make_settings(
+        trusted_proxy_hops=1,
+        rate_limit_enabled=True,
+        rate_limit_default="5/minute",
+        rate_limit_auth="100/minute",
+    )
+    # A new made-up address on every request; the front end appended the real one after it.
+    forged = [("GET", "/api/v1/users/me", f"198.51.100.{i}, 203.0.113.7") for i in range(7)]
+    other = [("GET", "/api/v1/users/me", "203.0.113.8")]
+    assert _behind_front_end(settings, forged + other) == [401] * 5 + [429, 429] + [401]
+
+
+def test_a_forged_leftmost_forwarded_entry_does_not_dodge_the_login_throttle(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(trusted_proxy_hops=1, login_failures_per_client=3, login_backoff_base_seconds=30)
+    forged = [("POST", LOGIN, f"198.51.100.{i}, 203.0.113.7") for i in range(5)]
+    other = [("POST", LOGIN, "203.0.113.8")]
+    # Three failures allowed, the fourth starts the block; the other client is untouched.
+    assert _behind_front_end(settings, forged + other) == [401, 401, 401, 401, 429, 401]
+
+
+def test_without_trusted_proxies_the_forwarded_header_is_ignored(make_settings: MakeSettings) -> None:
+    settings = make_settings(login_failures_per_client=3, login_backoff_base_seconds=30)
+    # Each request names another client, but nothing vouches for the header: they are all the peer.
+    requests = [("POST", LOGIN, f"203.0.113.{i}") for i in range(5)]
+    assert _behind_front_end(settings, requests) == [401, 401, 401, 401, 429]
+
+
+@pytest.fixture
+def gone_store(tmp_path: Path) -> SqliteStore:
+    """A real SQLite store whose directory was removed after it opened: every call fails."""
+    store = SqliteStore(tmp_path / "gone" / "ethix.db")
+    store.counters(ratelimit.COUNTERS)
+    store.close()
+    shutil.rmtree(tmp_path / "gone")
+    return store
+
+
+def test_a_block_already_seen_is_refused_without_the_store(
+    make_settings: MakeSettings, gone_store: SqliteStore
+) -> None:
+    """Once this process has seen a block, the flood it refuses costs no store round trip: the store can
+    even be gone. What it has not seen still goes to the store, which fails closed."""
+    settings = make_settings(login_failures_per_account=1, login_backoff_base_seconds=30)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        answers = [_login(client, "ivy@example.com", "wrong-pass") for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [401, 401, 429]  # the store decided
+        backend = client.app.state.backend  # type: ignore[attr-defined]
+        backend.throttle = dataclasses.replace(backend.throttle, store=gone_store)
+        remembered = _login(client, "ivy@example.com", "wrong-pass")  # refused before the route runs
+        assert remembered.status_code == 429 and remembered.json() == answers[2].json()
+        assert 1 <= int(remembered.headers["retry-after"]) <= int(answers[2].headers["retry-after"])
+        assert _login(client, "jo@example.com", "wrong-pass").status_code == 500
+
+
+def test_a_client_over_its_rate_limit_is_refused_without_the_storage(
+    make_settings: MakeSettings, gone_store: SqliteStore
+) -> None:
+    settings = make_settings(
+        rate_limit_enabled=True, rate_limit_default="2/minute", rate_limit_auth="100/minute"
+    )
+    with TestClient(create_app(settings)) as client:
+        assert [client.get("/api/v1/users/me").status_code for _ in range(3)] == [401, 401, 429]
+        limits = client.app.state.rate_limits  # type: ignore[attr-defined]
+        limits.limiter = FixedWindowRateLimiter(DocStoreStorage(gone_store))
+        refused = client.get("/api/v1/users/me")
+        assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+        # A route the memory knows nothing about goes to the storage, which fails open (and logs it).
+        assert (
+            client.post(LOGIN, json={"email": "k@example.com", "password": "wrong-pass"}).status_code == 401
+        )
+
+
+def test_logins_the_gate_reads_reach_the_route_as_sent(make_settings: MakeSettings) -> None:
+    """The gate in front of the login route reads the body to look for a known block; whatever it read
+    is replayed: a body sent in pieces still logs in, one over its 4 KiB still meets the validation."""
+    password = "correct-horse"
+
+    async def scenario() -> tuple[int, int, int]:
+        app = create_app(make_settings())
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                body = {"email": "kim@example.com", "password": password}
+                registered = (await http.post("/api/v1/auth/register", json=body)).status_code
+                raw = json.dumps(body).encode()
+
+                async def pieces() -> AsyncIterator[bytes]:
+                    for start in range(0, len(raw), 7):
+                        yield raw[start : start + 7]
+
+                chunked = await http.post(
+                    LOGIN, content=pieces(), headers={"Content-Type": "application/json"}
+                )
+                oversized = await http.post(LOGIN, json={**body, "password": "p" * 5000})
+                return registered, chunked.status_code, oversized.status_code
+
+    assert asyncio.run(scenario()) == (201, 200, 422)

@@ -1,5 +1,6 @@
-"""The hardened backend as a real uvicorn process: JSON logs after a full smoke run hold no secret, and a
-flood of wrong passwords is throttled while the account's owner still gets in after the backoff."""
+"""The hardened backend as a real uvicorn process: JSON logs after a full smoke run hold no secret, a
+flood of wrong passwords is throttled while the account's owner still gets in after the backoff, and a
+made-up X-Forwarded-For entry does not make a client someone else."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def hardened(tmp_path_factory: pytest.TempPathFactory, ai_core_service: Service)
         "ETHIX_LOGIN_FAILURES_PER_ACCOUNT": "5",
         "ETHIX_LOGIN_BACKOFF_BASE_SECONDS": "1",
         "ETHIX_LOGIN_BACKOFF_MAX_SECONDS": "4",
+        # As on Cloud Run: the client is the last X-Forwarded-For entry. uvicorn's own setting, which
+        # would take the leftmost entry, is set to trust everything to show that it is not used.
+        "ETHIX_TRUSTED_PROXY_HOPS": "1",
+        "FORWARDED_ALLOW_IPS": "*",
     }
     service = start_service("services.backend", base / "data", log_dir=base / "logs", env=env)
     yield service
@@ -95,3 +100,15 @@ def test_a_flood_of_wrong_passwords_is_throttled_and_the_owner_gets_in_after_bac
     time.sleep(int(blocked.headers["retry-after"]) + 0.2)
     assert owner.post("/api/v1/auth/login", json=victim).status_code == 200
     owner.close()
+
+
+def test_a_client_forging_the_leftmost_forwarded_entry_is_still_one_client(hardened: Service) -> None:
+    """20 failures per client are allowed (the default); a fresh made-up address before the real one on
+    every attempt, and a fresh email so the per-account count stays out, does not reset the count."""
+    statuses = []
+    with httpx.Client(base_url=hardened.url, timeout=30) as client:
+        for attempt in range(23):
+            headers = {"X-Forwarded-For": f"198.51.100.{attempt + 1}, 203.0.113.77"}
+            body = {"email": f"guess{attempt}@example.com", "password": "wrong-password"}
+            statuses.append(client.post("/api/v1/auth/login", json=body, headers=headers).status_code)
+    assert statuses == [401] * 21 + [429] * 2

@@ -23,6 +23,7 @@ PRODUCTION_RATE_LIMITS = {
     "ETHIX_RATE_LIMIT_ENABLED": "true",
     "ETHIX_RATE_LIMIT_DEFAULT": "600/minute",
     "ETHIX_RATE_LIMIT_AUTH": "20/minute",
+    "ETHIX_TRUSTED_PROXY_HOPS": "1",
 }
 
 
@@ -123,6 +124,10 @@ def test_server_process_refuses_production_dev_keys_with_exit_2(tmp_path: Path) 
         ),
         ({**PRODUCTION_RATE_LIMITS, "ETHIX_RATE_LIMIT_STORAGE_URL": "memory://"}, "memory:// is per process"),
         ({**PRODUCTION_RATE_LIMITS, "LOG_LEVEL": "debug"}, "LOG_LEVEL: debug is refused"),
+        (
+            {k: v for k, v in PRODUCTION_RATE_LIMITS.items() if k != "ETHIX_TRUSTED_PROXY_HOPS"},
+            "ETHIX_TRUSTED_PROXY_HOPS must be set when ETHIX_ENV=production",
+        ),
     ],
 )
 def test_production_needs_rate_limits_and_refuses_open_cors(
