@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from limits import parse_many
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.backend import ratelimit
+from services.backend import ratelimit, throttle
 from services.backend.app import create_app
 from services.backend.keys import dev_signing_pem
 from services.common.docstore import open_store
@@ -196,3 +196,33 @@ def test_rate_limits_count_in_the_database_of_the_new_database_url_version(
         for _ in range(2):
             client.get("/api/v1/users/me")
         assert (counted(first), counted(second)) == (3, 2)
+
+
+def test_the_login_throttle_counts_in_the_database_of_the_new_database_url_version(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
+    reader = _reader(**{"database-url": {"current": Version("1", first.encode())}})
+    settings = make_settings(
+        secrets_project="p",
+        secret_jwt_signing_key="jwt-signing-key",
+        secret_session_key="session-key",
+        secret_database_url="database-url",
+    )
+    key = throttle.account_key("nobody@example.com")
+
+    def failures(url: str) -> int:
+        store = open_store(url)
+        try:
+            counter = store.counters(throttle.COUNTERS).get(key)
+            return counter.value if counter else 0
+        finally:
+            store.close()
+
+    wrong = {"email": "nobody@example.com", "password": "wrong-password"}
+    with TestClient(create_app(settings, reader)) as client:
+        assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+        reader.set("database-url", "current", Version("2", second.encode()))
+        client.app.state.secrets.refresh()  # type: ignore[attr-defined]
+        assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+    assert (failures(first), failures(second)) == (1, 1)
