@@ -18,7 +18,8 @@ def command(
 ) -> None:
     """Services, revisions, traffic, tags, readiness and Prometheus targets.
 
-    On the local platform it also shows whether the router, Prometheus and the control plane are alive.
+    On the local platform it also shows whether the router, Prometheus and the control plane are alive,
+    and how often each was restarted.
 
     Examples:
 
@@ -47,8 +48,12 @@ def _render(data: dict[str, Any]) -> None:
             for name, ok in parts.items()
         )
         output.show(f"[bold]{data['environment']}[/bold]  {line}")
+        for name, part in (data.get("parts") or {}).items():
+            if part["restarts"]:
+                reason = output.escape(part["last_exit"] or "?")
+                output.show(f"  {name}: restarted {part['restarts']}×, last down: {reason}")
         if any(ok != "up" for ok in parts.values()):
-            output.warn("part of the platform is down: `ethixctl up` repairs it")
+            output.warn("part of the platform is down: the daemon restarts it; `ethixctl up` does it at once")
     for svc in data["services"]:
         output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
         release = svc.get("release_in_progress")

@@ -25,8 +25,10 @@ def command(
 ) -> None:
     """Start the local platform: control plane, Caddy, Prometheus, services.
 
-    Idempotent: on a running platform it reports the URLs and restarts a dead router or Prometheus.
-    Data (database, bucket, metrics) is kept in the state dir across restarts.
+    Idempotent: on a running platform it reports the URLs and restarts a dead part at once (the
+    daemon restarts dead parts by itself, with backoff). After a daemon crash it takes over the
+    router, Prometheus and revisions still serving instead of starting new ones. Data (database,
+    bucket, metrics) is kept in the state dir across restarts.
 
     Examples:
 
@@ -54,7 +56,7 @@ def command(
         "control_plane_url": info["control_plane_url"],
         "prometheus_url": info["prometheus_url"],
         "repaired": result.repaired,
-        "cleaned_stale_pids": result.cleaned_pids,
+        "adopted": result.adopted,
     }
     from ethixctl.platform.daemon import DEFAULT_PORTS
 
@@ -68,8 +70,10 @@ def command(
             "default ports in use, using others: "
             + ", ".join(f"{name} {DEFAULT_PORTS[name]} → {port}" for name, port in moved.items())
         )
-    if result.cleaned_pids:
-        output.warn(f"cleaned up after a previous run that did not stop cleanly (pids {result.cleaned_pids})")
+    if result.adopted:
+        output.warn(
+            f"a previous daemon stopped without `ethixctl down`: took over {', '.join(result.adopted)}"
+        )
     if result.repaired:
         output.success(f"repaired: {', '.join(result.repaired)}")
     if json:

@@ -32,17 +32,20 @@ split Caddy dying mid-request (a revision may have seen it), and adding or remov
 (new service, new or dropped tag), which reloads the edge and so can still reset a request arriving
 at that instant on any public listener; weight changes and re-pointing an existing tag never do.
 
-Both processes are one process group, led by the edge (sh starts the split Caddy, then execs the
-edge): ``Router.process`` is the edge, and stopping it, or a stale pid of a crashed daemon, stops both.
+The two Caddy processes are started (and restarted with backoff, see ``ethixctl.platform.daemon``) by
+the daemon, and programmed by the control plane: two processes, which meet in the state dir. Every
+configuration is written to ``caddy/edge.json`` / ``caddy/split.json`` before it is loaded through the
+admin API, and a Caddy always starts with ``caddy run --config`` on its file: a restarted edge or split
+comes back with the current listeners, split and tags, and a change made while one restarts is loaded
+once it answers again. ``caddy/router.json`` keeps the listeners and their internal ports, so a
+restarted control plane goes on with the same ports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -54,6 +57,8 @@ import httpx
 
 from ethixctl import procs
 from ethixctl.errors import EthixError, PlatformUnavailable
+from ethixctl.files import write_atomic
+from ethixctl.platform.state import read_json, write_json
 
 # Edge → split hop: how a request that met a split swap is replayed (see the module docstring).
 EDGE_RETRIES = 20
@@ -61,8 +66,6 @@ EDGE_TRY_DURATION = "5s"
 EDGE_TRY_INTERVAL = "20ms"
 # Request bodies up to this size are buffered at the edge so that they can be replayed.
 EDGE_REQUEST_BUFFER = 1 << 20
-# sh -c _LAUNCH sh SPLIT_ADMIN CADDY SPLIT_PIDFILE SPLIT_LOG EDGE_ARGV...
-_LAUNCH = 'CADDY_ADMIN="$1" "$2" run --pidfile "$3" >>"$4" 2>&1 </dev/null & shift 4; exec "$@"'
 REPLAYABLE_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
 # Cloud Run's front end refuses HTTP/1 requests over 32 MiB with a 413 before any instance sees them;
 # the edge does the same, with a JSON body like the services' own errors.
@@ -128,89 +131,96 @@ _TOO_LARGE = {
 }
 
 
-class Router:
-    def __init__(self, state_dir: Path, admin_port: int):
+EDGE = "router-edge"
+SPLIT = "router-split"
+# How long a configuration change waits for a Caddy that is being restarted.
+RESTART_WAIT = 15.0
+
+
+class CaddyPart:
+    """One Caddy process of the router, as the daemon supervises it."""
+
+    def __init__(self, name: str, state_dir: Path, admin_port: int):
+        self.name = name
         self.state_dir = state_dir
-        self.admin_port = admin_port  # the edge's admin API (the stable, public side)
-        self.split_admin_port: int | None = None
-        self.process: procs.Process | None = None  # the edge; leads the process group
-        self.split_pid: int | None = None
-        self._listeners: dict[str, Listener] = {}
-        self._inner_ports: dict[str, int] = {}  # listener name -> its internal port on the split Caddy
-        self._programmed: dict[str, Listener] = {}  # as last sent to the split Caddy
-        self._edge_loaded: dict[str, Any] | None = None
-        self._lock = threading.Lock()
+        self.admin_port = admin_port
+        self.config_path = state_dir / "caddy" / f"{name.removeprefix('router-')}.json"
+        self.process: procs.Process | None = None
 
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    @property
-    def split_admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.split_admin_port}"
-
     def start(self, timeout: float = 20.0) -> None:
-        """Start both Caddy processes (both again, if either died) and send them the listeners."""
-        self.stop()
+        """Start Caddy on its last configuration (an empty one the first time)."""
         home = self.state_dir / "caddy"
         home.mkdir(parents=True, exist_ok=True)
-        caddy = str(find_caddy())
-        split_pidfile = home / "caddy-split.pid"
-        split_pidfile.unlink(missing_ok=True)
-        self.split_admin_port = procs.free_port()
-        # One process group: sh starts the split Caddy in the background, then becomes the edge.
-        # --pidfile puts the state dir in both command lines: that is how a stale pid is recognised as ours.
+        if not self.config_path.exists():
+            write_atomic(self.config_path, json.dumps(_caddy_config(self.admin_port, {})))
+        # The config path puts the state dir in the command line: that is how a stale pid is recognised.
         self.process = procs.start(
-            "caddy",
-            [
-                "/bin/sh",
-                "-c",
-                _LAUNCH,
-                "sh",
-                f"127.0.0.1:{self.split_admin_port}",
-                caddy,
-                str(split_pidfile),
-                str(self.state_dir / "logs" / "caddy-split.log"),
-                caddy,
-                "run",
-                "--pidfile",
-                str(home / "caddy.pid"),
-            ],
+            self.name,
+            [str(find_caddy()), "run", "--config", str(self.config_path)],
             env={
-                "CADDY_ADMIN": f"127.0.0.1:{self.admin_port}",
                 "XDG_CONFIG_HOME": str(home / "config"),
                 "XDG_DATA_HOME": str(home / "data"),
                 "HOME": str(home),
             },
-            log_path=self.state_dir / "logs" / "caddy.log",
+            log_path=self.state_dir / "logs" / f"caddy-{self.name.removeprefix('router-')}.log",
         )
         procs.wait_http(self.admin_url + "/config/", timeout=timeout, process=self.process)
-        procs.wait_http(self.split_admin_url + "/config/", timeout=timeout, process=self.process)
-        self.split_pid = _read_pidfile(split_pidfile, timeout)
-        with self._lock:
-            self._edge_loaded = None
-            self._programmed = {}
-            self._apply()
 
     def alive(self) -> bool:
-        return (
-            self.process is not None
-            and self.process.alive()
-            and self.split_pid is not None
-            and procs.pid_alive(self.split_pid)
-        )
+        return self.process is not None and self.process.alive()
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.stop()  # signals the whole process group: the split Caddy too
-        if self.split_pid is not None:
-            deadline = time.monotonic() + 10
-            while procs.pid_alive(self.split_pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if procs.pid_alive(self.split_pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.split_pid, signal.SIGKILL)
-            self.split_pid = None
+            self.process.stop()
+
+
+class Router:
+    def __init__(self, state_dir: Path, admin_port: int, split_admin_port: int):
+        self.state_dir = state_dir
+        self.edge = CaddyPart(EDGE, state_dir, admin_port)  # the stable, public side
+        self.split = CaddyPart(SPLIT, state_dir, split_admin_port)
+        self._state_path = state_dir / "caddy" / "router.json"
+        saved = read_json(self._state_path) or {}
+        self._listeners: dict[str, Listener] = {
+            name: Listener(int(v["port"]), {a: int(w) for a, w in v["upstreams"].items()})
+            for name, v in saved.get("listeners", {}).items()
+        }
+        # listener name -> its internal port on the split Caddy
+        self._inner_ports: dict[str, int] = {n: int(p) for n, p in saved.get("inner_ports", {}).items()}
+        for port in [*self._inner_ports.values(), *(lsn.port for lsn in self._listeners.values())]:
+            procs.claim_port(port)
+        self._programmed = dict(self._listeners)  # as last sent to the split Caddy
+        self._loaded: dict[str, dict[str, Any] | None] = {}  # part -> config it runs (read once, then kept)
+        self._lock = threading.Lock()
+
+    @property
+    def admin_url(self) -> str:
+        return self.edge.admin_url
+
+    @property
+    def split_admin_url(self) -> str:
+        return self.split.admin_url
+
+    @property
+    def parts(self) -> tuple[CaddyPart, CaddyPart]:
+        return (self.split, self.edge)
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start whichever Caddy is not running (the split first: the edge proxies to it)."""
+        for part in self.parts:
+            if not part.alive():
+                part.start(timeout)
+
+    def alive(self) -> bool:
+        return all(part.alive() for part in self.parts)
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            part.stop()
 
     def set_listener(self, name: str, port: int, upstreams: dict[str, int]) -> None:
         with self._lock:
@@ -236,7 +246,7 @@ class Router:
         servers: dict[str, Any] = {}
         for name, listener in self._listeners.items():
             inner = self._inner_ports.get(name)
-            if inner is None:  # not programmed yet (router not started)
+            if inner is None:  # not programmed yet
                 continue
             servers[name] = _server(
                 listener.port,
@@ -253,7 +263,7 @@ class Router:
                 },
                 _TOO_LARGE,
             )
-        return self._caddy_config(self.admin_port, servers)
+        return _caddy_config(self.edge.admin_port, servers)
 
     def split_config(self, listeners: dict[str, Listener] | None = None) -> dict[str, Any]:
         """Internal listeners with the weighted round robin over the serving revisions."""
@@ -286,64 +296,84 @@ class Router:
             # The edge is a trusted proxy: the revision sees the real client in X-Forwarded-For.
             trusted = {"source": "static", "ranges": ["127.0.0.1/32"]}
             servers[name] = _server(inner, handler, trusted_proxies=trusted)
-        return self._caddy_config(self.split_admin_port or 0, servers)
+        return _caddy_config(self.split.admin_port, servers)
 
     def config(self) -> dict[str, Any]:
         """Both configs, for status and debugging."""
         return {"edge": self.edge_config(), "split": self.split_config()}
 
-    @staticmethod
-    def _caddy_config(admin_port: int, servers: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "admin": {"listen": f"127.0.0.1:{admin_port}", "config": {"persist": False}},
-            "logging": {"logs": {"default": {"level": "WARN"}}},
-            "apps": {"http": {"servers": servers}},
-        }
-
     # -- programming -------------------------------------------------------------------------------
 
     def _apply(self) -> None:
-        """Program both Caddys; the edge only when its listeners changed.
+        """Program both Caddys, each only when its configuration changed.
 
         Order: the split Caddy first, so that a new public listener finds its inner one, and a
         listener being removed keeps its inner listener until the edge no longer uses it.
         """
-        if self.process is None or self.split_pid is None:
-            return
         retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
         for name in self._listeners:
             if name not in self._inner_ports:
                 self._inner_ports[name] = procs.free_port()
-        self._load(self.split_admin_url, self.split_config({**retiring, **self._listeners}))
-        edge = self.edge_config()
-        if edge != self._edge_loaded:
-            self._load(self.admin_url, edge)
-            self._edge_loaded = edge
+        self._save()
+        self._load(self.split, self.split_config({**retiring, **self._listeners}))
+        self._load(self.edge, self.edge_config())
         if retiring:
             for name in retiring:
                 self._inner_ports.pop(name, None)
-            self._load(self.split_admin_url, self.split_config(self._listeners))
+            self._save()
+            self._load(self.split, self.split_config(self._listeners))
         self._programmed = dict(self._listeners)
 
-    @staticmethod
-    def _load(admin_url: str, config: dict[str, Any]) -> None:
-        try:
-            response = httpx.post(admin_url + "/load", json=config, timeout=10.0)
-        except httpx.TransportError as exc:
-            raise PlatformUnavailable(
-                f"the router (Caddy admin at {admin_url}) is unreachable: {exc}"
-            ) from None
+    def _save(self) -> None:
+        write_json(
+            self._state_path,
+            {
+                "listeners": {
+                    name: {"port": lsn.port, "upstreams": lsn.upstreams}
+                    for name, lsn in self._listeners.items()
+                },
+                "inner_ports": self._inner_ports,
+            },
+        )
+
+    def _load(self, part: CaddyPart, config: dict[str, Any]) -> None:
+        """The file first (what a restart starts from), then the running Caddy unless it has it already."""
+        write_atomic(part.config_path, json.dumps(config, indent=1))
+        if part.name not in self._loaded:
+            self._loaded[part.name] = _running_config(part.admin_url)
+        if self._loaded[part.name] == config:
+            return
+        self._loaded[part.name] = None
+        deadline = time.monotonic() + RESTART_WAIT
+        while True:
+            try:
+                response = httpx.post(part.admin_url + "/load", json=config, timeout=10.0)
+                break
+            except httpx.TransportError as exc:
+                # Down or restarting: the daemon restarts it on the file written above. Wait for it.
+                if time.monotonic() > deadline:
+                    raise PlatformUnavailable(
+                        f"the router ({part.name}, admin at {part.admin_url}) is unreachable: {exc}"
+                    ) from None
+                time.sleep(0.1)
         if response.status_code != 200:
             raise EthixError(
                 f"the router rejected its configuration: HTTP {response.status_code}: {response.text}"
             )
+        self._loaded[part.name] = config
 
 
-def _read_pidfile(path: Path, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError, ValueError):
-            return int(path.read_text().strip())
-        if time.monotonic() > deadline:
-            raise EthixError(f"the split Caddy did not write its pid file {path}")
-        time.sleep(0.05)
+def _caddy_config(admin_port: int, servers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "admin": {"listen": f"127.0.0.1:{admin_port}", "config": {"persist": False}},
+        "logging": {"logs": {"default": {"level": "WARN"}}},
+        "apps": {"http": {"servers": servers}},
+    }
+
+
+def _running_config(admin_url: str) -> dict[str, Any] | None:
+    try:
+        answer = httpx.get(admin_url + "/config/", timeout=5.0)
+    except httpx.TransportError:
+        return None
+    return answer.json() if answer.status_code == 200 and isinstance(answer.json(), dict) else None

@@ -28,6 +28,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
 
     runtime: dict[str, Any] = {}
     platform: dict[str, str] | None = None
+    parts: dict[str, dict[str, Any]] | None = None
     if environment.kind == "local":
         from ethixctl.platform.lifecycle import part_health
 
@@ -36,6 +37,10 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         if info:
             platform = {
                 name: "up" if ok else "down" for name, ok in part_health(info, environment.state_dir).items()
+            }
+            parts = {
+                name: {key: record.get(key) for key in ("state", "restarts", "last_exit", "pid")}
+                for name, record in (info.get("parts") or {}).items()
             }
 
     out = []
@@ -83,6 +88,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         "environment": environment.name,
         "kind": environment.kind,
         "platform": platform,
+        "parts": parts,
         "prometheus_url": environment.prometheus_url,
         "services": out,
     }

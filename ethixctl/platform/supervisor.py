@@ -5,7 +5,13 @@ crashed ones with exponential backoff, on the same port when it is still free so
 pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
 only, never to argv, logs or messages.
 
-``on_change`` (the daemon writes ``runtime.json`` from it) runs on its own notifier thread and never
+Revisions outlive the process that runs this runtime (the control plane): a new runtime on the same
+state dir adopts the revisions ``runtime.json`` records, by pid and kernel start time, instead of
+starting new ones. An adopted revision's environment is not on disk (it may hold secrets): it is
+attached again when the control plane restores the service's traffic (``start_revision``), and until
+then a crash stops it instead of restarting it.
+
+``on_change`` (``RuntimeFile`` writes ``runtime.json`` from it) runs on its own notifier thread and never
 while the runtime lock is held: the callback takes its own lock and then calls :meth:`snapshot`, so
 calling it under the runtime lock would order the two locks both ways and deadlock the runtime (the
 monitor stops probing, ``revision_status`` blocks, the control plane's operation never ends).
@@ -13,6 +19,7 @@ monitor stops probing, ``revision_status`` blocks, the control plane's operation
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -26,7 +33,7 @@ import httpx
 
 from ethixctl import procs
 from ethixctl.errors import EthixError, UsageError
-from ethixctl.platform import images
+from ethixctl.platform import images, state
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Listener, Router
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatus
@@ -53,6 +60,8 @@ class _Revision:
     next_restart: float | None = None
     backoff: float = 1.0
     cwd: Path | None = None
+    # False for an adopted revision until the control plane hands its spec (environment) over again.
+    spec_known: bool = True
 
     @property
     def address(self) -> str:
@@ -92,6 +101,7 @@ class LocalRuntime:
         self._dirty = threading.Event()
         self._notifier_done = threading.Event()
         self._http = httpx.Client(timeout=0.5)
+        self._adopt()
         self._monitor = threading.Thread(target=self._monitor_loop, name="revision-monitor", daemon=True)
         self._notifier = threading.Thread(target=self._notify_loop, name="runtime-notify", daemon=True)
         self._monitor.start()
@@ -103,6 +113,10 @@ class LocalRuntime:
         with self._lock:
             current = self._revisions.get(spec.revision)
             if current is not None and current.state in (RevisionState.STARTING, RevisionState.READY):
+                if not current.spec_known:  # adopted: its environment comes back with the spec
+                    current.spec, current.spec_known = spec, True
+                    with contextlib.suppress(EthixError):
+                        current.cwd = images.resolve(spec.image, self.state_dir / "images").path
                 return
             revision = _Revision(spec=spec, port=procs.free_port())
             self._revisions[spec.revision] = revision
@@ -188,6 +202,7 @@ class LocalRuntime:
                         "restarts": rev.restarts,
                         "port": rev.port,
                         "pid": rev.process.pid if rev.process is not None and rev.process.alive() else None,
+                        "started": rev.process.started if rev.process is not None else None,
                         "image": rev.spec.image,
                     }
                     for name, rev in self._revisions.items()
@@ -204,13 +219,17 @@ class LocalRuntime:
             rev = self._revisions.get(revision)
             return rev.process.pid if rev is not None and rev.process is not None else None
 
-    def shutdown(self) -> None:
+    def shutdown(self, stop_revisions: bool = True) -> None:
+        """Stop watching; with `stop_revisions` also stop them (`ethixctl down`), else leave them serving
+        for the next runtime to adopt (the control plane going away is no reason to stop serving)."""
         self._closing.set()
         self._monitor.join(timeout=5)
-        with self._lock:
-            running = [rev.process for rev in self._revisions.values() if rev.process is not None]
-            for rev in self._revisions.values():
-                rev.state, rev.next_restart = RevisionState.STOPPED, None
+        running: list[procs.Process] = []
+        if stop_revisions:
+            with self._lock:
+                running = [rev.process for rev in self._revisions.values() if rev.process is not None]
+                for rev in self._revisions.values():
+                    rev.state, rev.next_restart = RevisionState.STOPPED, None
         threads = [threading.Thread(target=process.stop) for process in running]
         for thread in threads:
             thread.start()
@@ -222,6 +241,45 @@ class LocalRuntime:
         self._http.close()
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _adopt(self) -> None:
+        """Take over what the last runtime on this state dir left running (see the module docstring)."""
+        saved = state.read_json(self.state_dir / state.RUNTIME_FILE) or {}
+        for name, record in (saved.get("revisions") or {}).items():
+            try:
+                service, port, image = str(record["service"]), int(record["port"]), str(record["image"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            pid = record.get("pid")
+            log_path = self.state_dir / "logs" / service / f"{name}.log"
+            process = (
+                procs.adopt(name, pid, record.get("started"), log_path) if isinstance(pid, int) else None
+            )
+            running = process is not None and record.get("state") in (
+                RevisionState.STARTING,
+                RevisionState.READY,
+            )
+            rev = _Revision(
+                spec=RevisionSpec(service, name, service, image, {}),
+                port=port,
+                process=process if running else None,
+                state=RevisionState.STARTING if running else RevisionState.STOPPED,
+                message="adopted; probing it" if running else "not running",
+                restarts=int(record.get("restarts") or 0),
+                ever_ready=running and record.get("state") == RevisionState.READY,
+                started_at=time.monotonic(),
+                spec_known=False,
+            )
+            procs.claim_port(port)
+            self._revisions[name] = rev
+        for service, traffic in (saved.get("traffic") or {}).items():
+            self._traffic[service] = _Traffic(dict(traffic.get("split", {})), dict(traffic.get("tags", {})))
+        for listener_name, listener in self.router.listeners().items():
+            service, _, tag = listener_name.partition(_TAG_SEPARATOR)
+            if tag:
+                self._tag_ports[(service, tag)] = listener.port
+            else:
+                self._service_ports.setdefault(service, listener.port)
 
     def _check_traffic(self, service: str, split: dict[str, int], tags: dict[str, str]) -> None:
         if any(percent < 0 for percent in split.values()):
@@ -346,8 +404,12 @@ class LocalRuntime:
 
     def _on_exit(self, rev: _Revision, now: float) -> None:
         assert rev.process is not None
+        if not rev.spec_known:
+            rev.state, rev.message = RevisionState.STOPPED, "exited; it restarts when its traffic is restored"
+            self._changed()
+            return
         if rev.next_restart is None:
-            code = rev.process.popen.returncode
+            code = rev.process.returncode
             if rev.ever_ready and now - rev.ready_since > STABLE_AFTER:
                 rev.backoff = 1.0
             if not rev.ever_ready and rev.restarts + 1 >= MAX_EARLY_CRASHES:
@@ -391,3 +453,24 @@ class LocalRuntime:
 def _log(what: str) -> None:
     """A background thread's failure goes to the daemon log with its traceback, never silently away."""
     print(f"{what}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+
+
+class RuntimeFile:
+    """Writes ``runtime.json`` (what runs where) from the runtime's change notifications.
+
+    The runtime calls `changed` from its notifier thread, never under its own lock: `changed` takes
+    this writer's lock and then the runtime's (through `snapshot`), so calling it under the runtime
+    lock would order the two locks both ways (see the module docstring).
+    """
+
+    def __init__(self, state_dir: Path):
+        self._path = state_dir / state.RUNTIME_FILE
+        self._lock = threading.Lock()
+        self.runtime: LocalRuntime | None = None
+
+    def changed(self) -> None:
+        if self.runtime is None:
+            return
+        snapshot = self.runtime.snapshot()
+        with self._lock:
+            state.write_json(self._path, snapshot)

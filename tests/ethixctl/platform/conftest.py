@@ -89,7 +89,7 @@ class Parts:
 def _parts(tmp_path: Path, with_prometheus: bool) -> Iterator[Parts]:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    router = Router(state_dir, procs.free_port())
+    router = Router(state_dir, procs.free_port(), procs.free_port())
     prometheus = PrometheusServer(state_dir, procs.free_port()) if with_prometheus else None
     runtime: LocalRuntime | None = None
     try:

@@ -62,7 +62,7 @@ def upstreams(tmp_path: Path) -> Iterator[list[str]]:
 def router(tmp_path: Path) -> Iterator[Router]:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    router = Router(state_dir, procs.free_port())
+    router = Router(state_dir, procs.free_port(), procs.free_port())
     try:
         router.start()
         yield router
@@ -131,7 +131,9 @@ def test_post_bodies_survive_traffic_flips_with_zero_failures(router: Router, up
     assert set(results) == {"ok"}, results
 
 
-def test_removed_listener_closes_and_a_dead_half_restarts_both(router: Router, upstreams: list[str]) -> None:
+def test_removed_listener_closes_and_a_dead_half_restarts_alone_with_its_config(
+    router: Router, upstreams: list[str]
+) -> None:
     keep, drop = procs.free_port(), procs.free_port()
     router.set_many({"svc": Listener(keep, {upstreams[0]: 1}), "tag": Listener(drop, {upstreams[1]: 1})}, [])
     assert httpx.get(f"http://127.0.0.1:{drop}/", timeout=5).text.startswith("rev-2")
@@ -139,19 +141,31 @@ def test_removed_listener_closes_and_a_dead_half_restarts_both(router: Router, u
     assert not procs.port_in_use(drop)
     assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-1")
 
-    old_split = router.split_pid
-    assert old_split is not None
-    os.kill(old_split, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while router.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not router.alive()
-    old_edge = router.process.pid if router.process else None
-    router.start()  # what the daemon's repair does
-    assert router.alive() and router.process is not None and router.process.pid != old_edge
-    assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-1")
+    for part in router.parts:
+        assert part.process is not None
+        old, other = part.process.pid, next(p for p in router.parts if p is not part)
+        other_pid = other.process.pid if other.process else None
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while part.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not router.alive()
+        router.start()  # what the daemon's supervision does
+        assert router.alive() and part.process.pid != old
+        assert other.process is not None and other.process.pid == other_pid  # the other half kept serving
+        # Restarted on its last configuration: the listener and its split are back without reprogramming.
+        assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-1")
+        assert not procs.port_in_use(drop)
 
-    edge, split_pid = router.process.pid, router.split_pid
-    assert split_pid is not None
+    # A change while one half is down is written for it and loaded once it answers again.
+    router.split.stop()
+    changed = threading.Thread(target=router.set_listener, args=("svc", keep, {upstreams[1]: 1}))
+    changed.start()
+    time.sleep(0.5)
+    router.start()
+    changed.join(20)
+    assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-2")
+
+    pids = [part.process.pid for part in router.parts if part.process is not None]
     router.stop()
-    assert not procs.pid_alive(edge) and not procs.pid_alive(split_pid)
+    assert len(pids) == 2 and not any(procs.pid_alive(pid) for pid in pids)
