@@ -116,6 +116,8 @@ class Reconciler:
         try:
             if revision_name is not None:
                 ok, message = self._bring_up(service_name, revision_name)
+                if self._stop.is_set():
+                    return  # left reconciling: the next control plane resumes it
                 with store.lock:
                     revision = store.revisions.get(revision_name)
                     if revision is not None:
@@ -272,16 +274,34 @@ class Reconciler:
 
     # after a restart ---------------------------------------------------------------------------
     def _restore_one(self, service_name: str) -> None:
+        """Finish the change in flight when the last control plane stopped, then restart and route."""
         store = self._store
         try:
             with store.lock:
                 service = store.services[service_name]
-                wanted = effective(service)
                 service.reconciling = True
+                resumed = [
+                    n for n, r in store.revisions.items() if r.service == service_name and r.reconciling
+                ]
+            for revision_name in resumed:
+                ok, message = self._bring_up(service_name, revision_name)
+                if self._stop.is_set():
+                    return
+                with store.lock:
+                    revision = store.revisions[revision_name]
+                    revision.reconciling = False
+                    revision.update_time = now()
+                    revision.conditions = [ready() if ok else failed(message)]
+                    if ok and store.services[service_name].latest_created_revision == short(revision_name):
+                        store.services[service_name].latest_ready_revision = short(revision_name)
+            with store.lock:
+                wanted = effective(store.services[service_name])
             needed = set(wanted.split) | set(wanted.tags.values())
             for revision_id in sorted(needed):
                 revision_name = parse_service(service_name).revision(revision_id).path
                 ok, message = self._bring_up(service_name, revision_name)
+                if self._stop.is_set():
+                    return
                 if not ok:
                     with store.lock:
                         settle(
