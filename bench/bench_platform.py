@@ -41,7 +41,7 @@ def _router_figures(base: Path) -> dict[str, Any]:
 
     state_dir = base / "router-state"
     state_dir.mkdir()
-    router = Router(state_dir, procs.free_port())
+    router = Router(state_dir, procs.free_port(), procs.free_port())
     router.start()
     runtime = LocalRuntime(state_dir, router, None)
     try:
@@ -54,7 +54,9 @@ def _router_figures(base: Path) -> dict[str, Any]:
                 raise RuntimeError("echo revisions not ready")
             time.sleep(0.1)
         url = runtime.service_url("echo")
-        runtime.apply_traffic("echo", {"echo-1": 100}, {})
+        # Both tagged, so that neither is scaled to zero when it has 0%: these figures are the router's.
+        warm = {"one": "echo-1", "two": "echo-2"}
+        runtime.apply_traffic("echo", {"echo-1": 100}, warm)
         direct = runtime.revision_status("echo-1").url
         assert direct is not None
         with httpx.Client(timeout=5) as client:
@@ -63,7 +65,7 @@ def _router_figures(base: Path) -> dict[str, Any]:
             direct_p50 = _p50_ms(client, direct)
             # Propagation: from apply_traffic until a client sees only the new revision 20 times in a row.
             started = time.perf_counter()
-            runtime.apply_traffic("echo", {"echo-2": 100}, {})
+            runtime.apply_traffic("echo", {"echo-2": 100}, warm)
             streak = 0
             while streak < 20:
                 streak = streak + 1 if client.get(url).json()["revision"] == "echo-2" else 0
@@ -85,7 +87,9 @@ def _router_figures(base: Path) -> dict[str, Any]:
             worker.start()
         started = time.perf_counter()
         for step in range(20):
-            runtime.apply_traffic("echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, {})
+            runtime.apply_traffic(
+                "echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, warm
+            )
             time.sleep(0.1)
         stop.set()
         for worker in workers:

@@ -65,7 +65,9 @@ def _render(data: dict[str, Any]) -> None:
                 f"`ethixctl rollback {svc['name']}` ends it"
             )
         table = Table(show_header=True, header_style="bold")
-        for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):
+        for column in (
+            "revision", "traffic", "tags", "ready", "instances", "restarts", "prometheus", "image", "message"
+        ):  # fmt: skip
             table.add_column(column)
         for rev in svc["revisions"]:
             tags = ", ".join(f"{t['tag']} {t['url'] or ''}".strip() for t in rev["tags"])
@@ -74,6 +76,7 @@ def _render(data: dict[str, Any]) -> None:
                 f"{rev['percent']}%",
                 tags,
                 "[green]yes[/green]" if rev["ready"] else "[red]no[/red]",
+                _instances(rev),
                 "" if rev["restarts"] is None else str(rev["restarts"]),
                 rev["prometheus"],
                 rev["image"].split("@sha256:")[0]
@@ -81,3 +84,16 @@ def _render(data: dict[str, Any]) -> None:
                 rev["message"],
             )
         output.show(table)
+
+
+def _instances(rev: dict[str, Any]) -> str:
+    """What runs: one instance, none (scaled to zero), and how long the last cold start took."""
+    state = rev.get("state")
+    if state is None:
+        return ""
+    shown = {"READY": "1", "STARTING": "starting", "SCALED_TO_ZERO": "0 (scaled to zero)"}.get(
+        state, state.lower()
+    )
+    if rev.get("last_cold_start_seconds") is not None:
+        shown += f", cold start {rev['last_cold_start_seconds']:.1f}s"
+    return shown

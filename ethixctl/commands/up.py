@@ -22,6 +22,14 @@ def command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for readiness.", min=1)
     ] = 300.0,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout",
+            help="Seconds without a request before a tagged revision at 0% scales to zero (default 300).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Start the local platform: control plane, Caddy, Prometheus, services.
 
@@ -35,6 +43,8 @@ def command(
       ethixctl up
 
       ethixctl up --state-dir /tmp/ethix --free-ports --json
+
+      ethixctl up --idle-timeout 60     # tagged revisions at 0% scale to zero after a minute
     """
     output.configure(json_mode=json)
     from ethixctl.config import local_state_dir
@@ -44,10 +54,16 @@ def command(
     if output.interactive() and not json:
         with output.stderr().status("starting the platform") as spinner:
             result = lifecycle.up(
-                directory, free_ports=free_ports, timeout=timeout, on_phase=lambda p: spinner.update(p)
+                directory,
+                free_ports=free_ports,
+                idle_timeout=idle_timeout,
+                timeout=timeout,
+                on_phase=lambda p: spinner.update(p),
             )
     else:
-        result = lifecycle.up(directory, free_ports=free_ports, timeout=timeout, on_phase=output.info)
+        result = lifecycle.up(
+            directory, free_ports=free_ports, idle_timeout=idle_timeout, timeout=timeout, on_phase=output.info
+        )
     info = result.info
     data = {
         "status": "already running" if result.already_running else "started",

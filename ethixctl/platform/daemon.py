@@ -38,6 +38,7 @@ from ethixctl.platform.parts import Part, PartSupervisor
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
 from ethixctl.platform.state import SEEDED
+from ethixctl.platform.supervisor import IDLE_TIMEOUT
 
 PROJECT = "local"
 REGION = "local"
@@ -49,7 +50,7 @@ DEFAULT_PORTS = {
     "router_admin": 2019,
 }
 # Ports without a default: any free one the first time, the same one afterwards.
-INTERNAL_PORTS = ("router_split_admin",)
+INTERNAL_PORTS = ("router_split_admin", "activator")
 READY_TIMEOUT = 240.0
 SUPERVISE_EVERY = 0.1
 CONTROL_PLANE_MODULE = "ethixctl.platform.controlplane"
@@ -84,15 +85,17 @@ class ControlPlanePart:
 
     name = "control-plane"
 
-    def __init__(self, state_dir: Path, port: int):
+    def __init__(self, state_dir: Path, port: int, idle_timeout: float):
         self.state_dir = state_dir
         self.url = f"http://127.0.0.1:{port}"
+        self.idle_timeout = idle_timeout
         self.process: procs.Process | None = None
 
     def start(self, timeout: float = 60.0) -> None:
+        argv = [sys.executable, "-m", CONTROL_PLANE_MODULE, "--state-dir", str(self.state_dir)]
         self.process = procs.start(
             self.name,
-            [sys.executable, "-m", CONTROL_PLANE_MODULE, "--state-dir", str(self.state_dir)],
+            [*argv, "--idle-timeout", f"{self.idle_timeout:g}"],
             log_path=self.state_dir / "logs" / "controlplane.log",
         )
         procs.wait_http(self.url + "/healthz", timeout=timeout, process=self.process)
@@ -104,7 +107,7 @@ class ControlPlanePart:
 
 
 class Daemon:
-    def __init__(self, state_dir: Path, free_ports: bool):
+    def __init__(self, state_dir: Path, free_ports: bool, idle_timeout: float = IDLE_TIMEOUT):
         self.state_dir = state_dir
         self.previous = state.read_json(state_dir / state.PLATFORM_FILE) or {}
         previous_ports = state.read_json(state_dir / state.PORTS_FILE) or {}
@@ -117,7 +120,7 @@ class Daemon:
             self.ports = choose_ports(state_dir, free_ports)
         self.router = Router(state_dir, self.ports["router_admin"], self.ports["router_split_admin"])
         self.prometheus = PrometheusServer(state_dir, self.ports["prometheus"])
-        self.control_plane = ControlPlanePart(state_dir, self.ports["control_plane"])
+        self.control_plane = ControlPlanePart(state_dir, self.ports["control_plane"], idle_timeout)
         # In start order: the split before the edge that proxies to it, the control plane last (it
         # programs the router and writes Prometheus's targets).
         self.parts: list[Part] = [self.router.split, self.router.edge, self.prometheus, self.control_plane]
@@ -290,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ethixctl.platform.daemon")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--free-ports", action="store_true", help="never use the default ports")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT,
+        help="seconds before an idle tagged revision at 0%% stops",
+    )
     args = parser.parse_args(argv)
     try:
         state.check_state_dir(args.state_dir)
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"another daemon already runs for {state_dir}", file=sys.stderr)
             return 1
         (state_dir / state.PID_FILE).write_text(f"{os.getpid()}\n")
-        daemon = Daemon(state_dir, args.free_ports)
+        daemon = Daemon(state_dir, args.free_ports, args.idle_timeout)
     except (OSError, EthixError) as exc:
         failure = from_os_error(exc) if isinstance(exc, OSError) else exc
         print(f"platform failed: {failure.message}", file=sys.stderr, flush=True)

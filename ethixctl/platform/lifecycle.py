@@ -65,6 +65,7 @@ def up(
     state_dir: Path,
     *,
     free_ports: bool = False,
+    idle_timeout: float | None = None,
     timeout: float = UP_TIMEOUT,
     on_phase: Callable[[str], None] | None = None,
 ) -> UpResult:
@@ -93,6 +94,8 @@ def up(
     argv = [sys.executable, "-m", state.DAEMON_MODULE, "--state-dir", str(state_dir)]
     if free_ports:
         argv.append("--free-ports")
+    if idle_timeout is not None:
+        argv.extend(["--idle-timeout", f"{idle_timeout:g}"])
     process = procs.start("platform daemon", argv, log_path=state_dir / "logs" / "daemon.log")
     info = _wait_ready(state_dir, process.pid, timeout, on_phase, process=process)
     return UpResult(info, already_running=False, adopted=list(info.get("adopted") or []))

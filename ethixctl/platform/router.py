@@ -95,16 +95,37 @@ class Listener:
     port: int
     # upstream address ("127.0.0.1:PORT") -> weight; empty means "no revision serving yet" (503).
     upstreams: dict[str, int] = field(default_factory=dict)
+    # A URL that wakes the upstream (a revision scaled to zero) and answers once it serves: every
+    # request first waits on it, so the first request after a scale to zero is held, not failed.
+    wake: str | None = None
 
 
-def _server(port: int, handler: dict[str, Any], *before: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A listener whose requests go through the routes `before` (if one matches), else `handler`."""
+def _server(
+    port: int, handlers: list[dict[str, Any]], *before: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A listener whose requests go through the routes `before` (if one matches), else `handlers`."""
     return {
         "listen": [f"127.0.0.1:{port}"],
         "automatic_https": {"disable": True},
         "protocols": ["h1"],
-        "routes": [*before, {"handle": [handler]}],
+        "routes": [*before, {"handle": handlers}],
         **extra,
+    }
+
+
+def _wake_first(wake: str) -> dict[str, Any]:
+    """Caddy's forward_auth pattern: a GET to `wake` that must answer 2xx before the request goes on.
+
+    The request's body stays unread meanwhile; the wake call is tried for a while, so a control plane
+    (which answers it) that is restarting delays the request instead of failing it.
+    """
+    target = httpx.URL(wake)
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"{target.host}:{target.port}"}],
+        "rewrite": {"method": "GET", "uri": target.raw_path.decode()},
+        "load_balancing": {"try_duration": "10s", "try_interval": "100ms"},
+        "handle_response": [{"match": {"status_code": [2]}, "routes": []}],
     }
 
 
@@ -186,7 +207,7 @@ class Router:
         self._state_path = state_dir / "caddy" / "router.json"
         saved = read_json(self._state_path) or {}
         self._listeners: dict[str, Listener] = {
-            name: Listener(int(v["port"]), {a: int(w) for a, w in v["upstreams"].items()})
+            name: Listener(int(v["port"]), {a: int(w) for a, w in v["upstreams"].items()}, v.get("wake"))
             for name, v in saved.get("listeners", {}).items()
         }
         # listener name -> its internal port on the split Caddy
@@ -250,17 +271,19 @@ class Router:
                 continue
             servers[name] = _server(
                 listener.port,
-                {
-                    "handler": "reverse_proxy",
-                    "upstreams": [{"dial": f"127.0.0.1:{inner}"}],
-                    "request_buffers": EDGE_REQUEST_BUFFER,
-                    "load_balancing": {
-                        "retries": EDGE_RETRIES,
-                        "try_duration": EDGE_TRY_DURATION,
-                        "try_interval": EDGE_TRY_INTERVAL,
-                        "retry_match": [{"method": REPLAYABLE_METHODS}],
-                    },
-                },
+                [
+                    {
+                        "handler": "reverse_proxy",
+                        "upstreams": [{"dial": f"127.0.0.1:{inner}"}],
+                        "request_buffers": EDGE_REQUEST_BUFFER,
+                        "load_balancing": {
+                            "retries": EDGE_RETRIES,
+                            "try_duration": EDGE_TRY_DURATION,
+                            "try_interval": EDGE_TRY_INTERVAL,
+                            "retry_match": [{"method": REPLAYABLE_METHODS}],
+                        },
+                    }
+                ],
                 _TOO_LARGE,
             )
         return _caddy_config(self.edge.admin_port, servers)
@@ -293,9 +316,12 @@ class Router:
                     "status_code": 503,
                     "body": f"no revision of {name} is serving\n",
                 }
+            handlers = (
+                [handler] if listener.wake is None or not upstreams else [_wake_first(listener.wake), handler]
+            )
             # The edge is a trusted proxy: the revision sees the real client in X-Forwarded-For.
             trusted = {"source": "static", "ranges": ["127.0.0.1/32"]}
-            servers[name] = _server(inner, handler, trusted_proxies=trusted)
+            servers[name] = _server(inner, handlers, trusted_proxies=trusted)
         return _caddy_config(self.split.admin_port, servers)
 
     def config(self) -> dict[str, Any]:

@@ -66,6 +66,8 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                     "ready": rev.ready,
                     "state": local.get("state"),
                     "restarts": local.get("restarts"),
+                    "cold_starts": local.get("cold_starts"),
+                    "last_cold_start_seconds": local.get("last_cold_start_seconds"),
                     "message": rev.message,
                     "image": rev.image,
                     "created": rev.create_time.isoformat() if rev.create_time else None,

@@ -22,7 +22,7 @@ from ethixctl.platform.controlplane import serve
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
 from ethixctl.platform.state import SEEDED
-from ethixctl.platform.supervisor import LocalRuntime, RuntimeFile
+from ethixctl.platform.supervisor import IDLE_TIMEOUT, LocalRuntime, RuntimeFile
 
 PARENT_POLL = 0.2
 
@@ -30,6 +30,9 @@ PARENT_POLL = 0.2
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ethixctl.platform.controlplane")
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument(
+        "--idle-timeout", type=float, default=IDLE_TIMEOUT, help="scale idle tagged revisions to zero"
+    )
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     ports = state.read_json(state_dir / state.PORTS_FILE)
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         prometheus,
         service_ports={name: ports[name] for name in SEEDED},
         on_change=runtime_file.changed,
+        idle_timeout=args.idle_timeout,
+        activator_port=ports.get("activator"),
     )
     runtime_file.runtime = runtime
     server = None
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in SEEDED:
             runtime.service_url(name)
         server = serve(state_dir / "controlplane", runtime, "127.0.0.1", ports["control_plane"])
+        runtime.spec_source = server.plane.cloudrun.reconciler.spec_for
         print(f"control plane serving on {server.url} (pid {os.getpid()})", flush=True)
         while not terminated.wait(PARENT_POLL):
             if os.getppid() != parent:
