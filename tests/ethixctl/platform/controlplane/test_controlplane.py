@@ -493,7 +493,7 @@ def test_local_control_plane_operations_list_wait_and_delete(
     assert [o.name for o in [*first.operations, *second.operations]] == [created.operation.name, name]
     assert second.next_page_token == ""
     # The google.longrunning operations mixin the client polls with pages through them by itself.
-    mixin = services._transport.operations_client.list_operations(PARENT, "", page_size=1)  # type: ignore[attr-defined]
+    mixin = services._transport.operations_client.list_operations(PARENT, "", page_size=1)
     assert [o.name for o in mixin] == [created.operation.name, name]
     with pytest.raises(gexc.BadRequest, match="unsupported filter"):
         services.list_operations(request={"name": PARENT, "filter": "metadata.target=x"})
