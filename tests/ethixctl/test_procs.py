@@ -65,7 +65,7 @@ def test_a_process_is_adopted_only_while_pid_and_start_time_match(tmp_path: Path
         "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "l"
     )
     try:
-        assert process.started == procs.start_time(process.pid) is not None
+        assert process.started is not None and process.started == procs.start_time(process.pid)
         adopted = procs.adopt("sleeper", process.pid, process.started)
         assert adopted is not None and adopted.alive() and adopted.returncode is None
         # The same pid with another start time is another process (a pid reused after a reboot).

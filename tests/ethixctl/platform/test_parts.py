@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ethixctl import procs
@@ -37,11 +38,25 @@ class SleeperPart:
             self.process.stop()
 
 
-def wait(condition: object, timeout: float = 10.0) -> None:
+def wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def supervise_until_started(
+    supervisor: PartSupervisor, part: SleeperPart, starts: int, timeout: float = 10.0
+) -> None:
+    def started() -> bool:
+        supervisor.check()
+        return part.starts == starts
+
+    wait(started, timeout)
+
+
+def dead(part: SleeperPart) -> Callable[[], bool]:
+    return lambda: part.process is not None and not part.process.alive()
 
 
 def test_a_killed_part_is_restarted_with_backoff_counted_and_explained(tmp_path: Path) -> None:
@@ -54,27 +69,28 @@ def test_a_killed_part_is_restarted_with_backoff_counted_and_explained(tmp_path:
         assert part.process is not None
         first = part.process.pid
         os.kill(first, signal.SIGKILL)
-        wait(lambda: not part.process.alive())  # type: ignore[union-attr]
+        wait(dead(part))
         supervisor.check()  # noticed: scheduled after the first backoff, not at once
         assert part.starts == 1 and log == [
             f"router-edge killed by SIGKILL; restarting in {parts.FIRST_BACKOFF}s"
         ]
-        wait(lambda: (supervisor.check(), part.starts == 2)[1])
+        supervise_until_started(supervisor, part, 2)
         snapshot = supervisor.snapshot()["router-edge"]
         assert snapshot["restarts"] == 1 and snapshot["state"] == "up"
+        assert part.process is not None
         assert snapshot["last_exit"] == "killed by SIGKILL" and snapshot["pid"] == part.process.pid != first
         assert changes  # platform.json is rewritten
 
         # A restart that fails waits twice as long before the next try.
         part.broken = True
         os.kill(part.process.pid, signal.SIGKILL)
-        wait(lambda: not part.process.alive())  # type: ignore[union-attr]
+        wait(dead(part))
         supervisor.check()
-        wait(lambda: (supervisor.check(), part.starts == 3)[1])
+        supervise_until_started(supervisor, part, 3)
         failed_at = time.monotonic()
         assert "did not restart: router-edge could not bind its port; next try in" in log[-1]
         part.broken = False
-        wait(lambda: (supervisor.check(), part.starts == 4)[1], timeout=30)
+        supervise_until_started(supervisor, part, 4, timeout=30)
         assert time.monotonic() - failed_at >= 2 * parts.FIRST_BACKOFF * 0.9
         assert supervisor.snapshot()["router-edge"]["restarts"] == 2
     finally:
