@@ -1,14 +1,17 @@
-"""Run the benchmarks: ``python -m bench [NAME ...]`` (names: cli, ai_core, platform, release, smoke).
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (``python -m bench --help`` lists the names).
 
 Every benchmark measures its own baseline in the same run (the machines are shared and noisy) and
-reports ratios against it. The summary is printed as JSON and written to ``bench/results/latest.json``;
-``bench/README.md`` keeps the figures of the last run we wrote down.
+reports ratios against it, or labels a figure absolute. The results are printed as JSON and merged into
+``bench/results/latest.json`` on every run: each benchmark keeps its newest result with the time and
+machine it ran on, so running them one at a time still leaves one file that holds them all. That file
+is committed: the figures in ``bench/README.md`` and the README come from it.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import platform
 import sys
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 import bench
+from ethixctl.files import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,19 +41,21 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    summary: dict[str, object] = {
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    latest = RESULTS / "latest.json"
+    recorded: dict[str, object] = json.loads(latest.read_text()) if latest.exists() else {}
+    summary: dict[str, object] = {}
     for name in names:
         print(f"[bench] {name} …", file=sys.stderr, flush=True)
         module = importlib.import_module(f"bench.bench_{name}")
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         started = time.perf_counter()
         result = module.run()
         result["bench_seconds"] = round(time.perf_counter() - started, 1)
-        summary[name] = result
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary[name] = {"started_at": started_at, "machine": machine, **result}
+        # Written after each benchmark, so an interrupted run still records the ones that finished.
+        recorded[name] = summary[name]
+        write_atomic(latest, json.dumps(dict(sorted(recorded.items())), indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,8 +1,9 @@
 """ai_core: analyze latency over HTTP, and probe latency while analyses saturate the worker.
 
-Goals: median ≤ 100 ms for a 10-row CSV and ≤ 2 s for a 10,000-row × 10-column CSV; liveness p99 < 200 ms
-while 10k-row analyses run back to back. Baselines measured in the same run, interleaved so both sides
-see the same machine load: the same analysis computed in this process without HTTP (ratio HTTP/in-process:
+Goals: median ≤ 100 ms for a 10-row CSV and ≤ 2 s for a 10,000-row × 10-column CSV; liveness p99
+≤ 50 ms while 10k-row analyses run back to back (the only latency goal for the probe: the tests check
+behaviour, not speed). Baselines measured in the same run, interleaved so both sides see the same
+machine load: the same analysis computed in this process without HTTP (ratio HTTP/in-process:
 the cost of the service around the computation), and the probe latency when the service is idle
 (ratio loaded/idle).
 """
@@ -26,7 +27,7 @@ from services.ai_core.synthetic import biased_csv
 
 GOAL_SMALL_MEDIAN_MS = 100.0
 GOAL_LARGE_MEDIAN_MS = 2000.0
-GOAL_LOADED_PROBE_P99_MS = 200.0
+GOAL_LOADED_PROBE_P99_MS = 50.0
 SMALL_RUNS = 30
 LARGE_RUNS = 7
 IDLE_PROBES = 100
@@ -150,7 +151,7 @@ def run() -> dict[str, Any]:
     result["meets_goal"] = (
         result["analyze_10_rows_median_ms"] <= GOAL_SMALL_MEDIAN_MS
         and result["analyze_10k_rows_median_ms"] <= GOAL_LARGE_MEDIAN_MS
-        and result["probe_loaded_p99_ms"] < GOAL_LOADED_PROBE_P99_MS
+        and result["probe_loaded_p99_ms"] <= GOAL_LOADED_PROBE_P99_MS
     )
     return result
 

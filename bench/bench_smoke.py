@@ -1,8 +1,9 @@
 """The smoke suite against real local services (backend + ai_core uvicorn processes, SQLite).
 
-Baseline: the same flow written as plain sequential httpx calls (same requests, same 0.2 s poll
-interval), interleaved with the suite runs so both see the same machine load. Goal: suite median
-≤ 3 s; the ratio shows what the suite machinery (templating, assertions, masking) costs.
+Baseline: the same flow (all four categories) written as plain sequential httpx calls (same
+requests, same poll intervals), interleaved with the suite runs so both see the same machine load.
+Goal: suite median ≤ 3 s; the ratio shows what the suite machinery (templating, assertions,
+masking) costs.
 """
 
 from __future__ import annotations
@@ -23,42 +24,75 @@ RUNS = 5
 GOAL_SECONDS = 3.0
 
 
-def _plain_flow(base: str, csv_path: Path) -> float:
+def _plain_flow(base: str, fixtures: Path) -> float:
     started = time.perf_counter()
     run_id = secrets.token_hex(5)
-    credentials = {"email": f"smoke+{run_id}@example.invalid", "password": secrets.token_urlsafe(18)}
-    with httpx.Client(base_url=base, timeout=10) as client:
-        assert client.get("/health/liveness").json()["status"] == "alive"
-        assert client.get("/health/readiness").json()["status"] == "ready"
-        assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
-        token = client.post("/api/v1/auth/login", json=credentials).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        files = {"file": (csv_path.name, csv_path.read_bytes(), "text/csv")}
-        dataset = client.post("/api/v1/datasets", headers=auth, files=files).json()
-        body = {
-            "dataset_id": dataset["id"],
-            "target": "approved",
-            "protected_attribute": "gender",
-            "positive_label": "yes",
-        }
-        analysis = client.post("/api/v1/analyses", headers=auth, json=body).json()
-        while (state := client.get(f"/api/v1/analyses/{analysis['id']}", headers=auth).json())[
-            "status"
-        ] not in (
+    password = secrets.token_urlsafe(18)
+    credentials = {"email": f"smoke+{run_id}@example.invalid", "password": password}
+    other = {"email": f"smoke+{run_id}-other@example.invalid", "password": password}
+
+    def upload(client: httpx.Client, auth: dict[str, str], name: str) -> httpx.Response:
+        path = fixtures / name
+        return client.post("/api/v1/datasets", headers=auth, files={"file": (path.name, path.read_bytes())})
+
+    def wait_for(client: httpx.Client, auth: dict[str, str], analysis_id: str, interval: float) -> str:
+        while (state := client.get(f"/api/v1/analyses/{analysis_id}", headers=auth).json())["status"] not in (
             "succeeded",
             "failed",
         ):
-            time.sleep(0.2)
-        assert state["status"] == "succeeded"
-        assert client.get(f"/api/v1/analyses/{analysis['id']}/report", headers=auth).json()["n_rows"] == 10
+            time.sleep(interval)
+        return str(state["status"])
+
+    with httpx.Client(base_url=base, timeout=10) as client:
+        # infrastructure health
+        assert client.get("/health/liveness").json()["status"] == "alive"
+        assert client.get("/health/startup").json()["status"] == "started"
+        assert client.get("/health/readiness").json()["status"] == "ready"
         assert "http_requests_total" in client.get("/metrics").text
+        # auth flow
+        assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
+        token = client.post("/api/v1/auth/login", json=credentials).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/users/me", headers=auth).status_code == 200
+        wrong = {**credentials, "password": "not-" + password}
+        assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+        # core analysis
+        dataset = upload(client, auth, "smoke_loans.csv").json()
+        assert client.get("/api/v1/datasets", headers=auth).json()["items"][0]["id"] == dataset["id"]
+        body = {"dataset_id": dataset["id"], "target": "approved", "protected_attribute": "gender"}
+        analysis = client.post(
+            "/api/v1/analyses", headers=auth, json={**body, "positive_label": "yes"}
+        ).json()
+        assert wait_for(client, auth, analysis["id"], 0.2) == "succeeded"
+        assert client.get(f"/api/v1/analyses/{analysis['id']}/report", headers=auth).json()["n_rows"] == 10
+        # error handling
+        assert client.get("/api/v1/users/me").status_code == 401
+        assert (
+            client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+        )
+        probe = upload(client, auth, "smoke_loans.csv").json()
+        assert client.post("/api/v1/auth/register", json=other).status_code == 201
+        other_token = client.post("/api/v1/auth/login", json=other).json()["access_token"]
+        other_auth = {"Authorization": f"Bearer {other_token}"}
+        assert client.get(f"/api/v1/datasets/{probe['id']}", headers=other_auth).status_code == 404
+        assert client.get(f"/api/v1/analyses/smoke-{run_id}-unknown", headers=auth).status_code == 404
+        assert upload(client, auth, "smoke_too_wide.csv").status_code == 413
+        assert upload(client, auth, "smoke_malformed.csv").status_code == 422
+        body["dataset_id"] = probe["id"]
+        failing = client.post(
+            "/api/v1/analyses", headers=auth, json={**body, "positive_label": "maybe"}
+        ).json()
+        assert client.get(f"/api/v1/analyses/{failing['id']}/report", headers=auth).status_code == 409
+        assert wait_for(client, auth, failing["id"], 0.1) == "failed"
+        # cleanup
+        assert client.delete("/api/v1/users/me", headers=other_auth).status_code == 204
         assert client.delete("/api/v1/users/me", headers=auth).status_code == 204
     return time.perf_counter() - started
 
 
 def run() -> dict[str, object]:
     suite = load_suite()
-    csv_path = DEFAULT_SUITE.parent / "fixtures" / "smoke_loans.csv"
+    fixtures = DEFAULT_SUITE.parent / "fixtures"
     with tempfile.TemporaryDirectory(prefix="bench-smoke-") as tmp:
         root = Path(tmp)
         ai_core = procs.start_service("services.ai_core", root / "ai_core")
@@ -69,7 +103,7 @@ def run() -> dict[str, object]:
             url = backend.url
             try:
                 run_suite(url, suite)  # warm both services (first analysis loads the model code)
-                _plain_flow(url, csv_path)
+                _plain_flow(url, fixtures)
                 suite_times: list[float] = []
                 plain_times: list[float] = []
                 for _ in range(RUNS):
@@ -77,7 +111,7 @@ def run() -> dict[str, object]:
                     if not report.passed:
                         raise RuntimeError(f"smoke suite failed during the benchmark: {report.to_dict()}")
                     suite_times.append(report.duration)
-                    plain_times.append(_plain_flow(url, csv_path))
+                    plain_times.append(_plain_flow(url, fixtures))
             finally:
                 backend.process.stop()
         finally:

@@ -37,13 +37,19 @@ COMMANDS: dict[str, dict[str, str]] = {
     "Releases": {
         "release": "Canary-release a new image: 10% → 50% → 100%, gated on Prometheus.",
         "rollback": "Move 100% of traffic back to the last good revision (or --to).",
-        "history": "The ledger: releases, gate outcomes, rollbacks, rollback rate.",
+        "history": "The ledger: every release, rotation and drill; traffic changes; rollback rate.",
         "smoke": "Run the post-deploy smoke suite against a deployment.",
+        "preflight": "Check an environment against the runbook's pre-release and pre-production checklists.",
+    },
+    "Disaster recovery": {
+        "backup": "Take, list and show snapshots (mongodump layout + manifest).",
+        "dr-drill": "Restore a snapshot into scratch, verify, smoke-test, measure RTO/RPO.",
+        "restore": "The real recovery: restore a snapshot into a new target, optionally switch to it.",
     },
     "Local platform": {
         "up": "Start the local platform: control plane, Caddy, Prometheus, services.",
-        "status": "Services, revisions, traffic, tags, readiness and Prometheus targets.",
-        "logs": "Show (or follow) a service's revision logs.",
+        "status": "Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.",
+        "logs": "Show (or follow) a service's revision logs (JSON lines, Cloud Logging's format).",
         "build": "Snapshot services/ into a content-addressed local image.",
         "down": "Stop everything the local platform started; keep data unless --purge.",
     },

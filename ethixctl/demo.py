@@ -22,7 +22,7 @@ DEMO_RELEASE_FLAGS = ["--hold", "8", "--interval", "2", "--load", "40", "--yes"]
 
 
 def _step(title: str, argv: list[str], expect: int = ExitCode.OK) -> None:
-    output.info(f"\n[bold]▶ {title}[/bold]  [dim]ethixctl {' '.join(argv)}[/dim]")
+    output.info(output.markup("\n[bold]▶ {}[/bold]  [dim]ethixctl {}[/dim]", title, " ".join(argv)))
     code = ethixctl(argv)
     if code != expect:
         output.error(f"demo step failed: `ethixctl {' '.join(argv)}` exited {code}, expected {int(expect)}")

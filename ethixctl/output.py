@@ -1,8 +1,12 @@
 """The one module that owns terminal output.
 
 Data goes to stdout (tables for people, JSON with ``--json``); messages, progress and live status go
-to stderr, so ``ethixctl status --json | jq`` always sees clean JSON. ``NO_COLOR`` is honoured by rich
-itself; we also drop colour when stderr is not a terminal.
+to stderr, so ``ethixctl status --json | jq`` always sees clean JSON. ``NO_COLOR`` means plain text.
+
+Nothing a user or a server wrote is ever read as rich markup: every ``str`` given to this module is
+shown literally (a ``--set-env '[/x]=1'``, a PromQL error, a Google message with ``[...]`` in it).
+Styling comes only from templates written in ethixctl's own code, through :func:`markup`, whose
+values are escaped, and from :func:`table`, whose string cells are literal.
 """
 
 from __future__ import annotations
@@ -14,19 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
-_json_mode = False
+
 _stdout: Console | None = None
 _stderr: Console | None = None
-
-
-def configure(*, json_mode: bool) -> None:
-    global _json_mode
-    _json_mode = json_mode
-
-
-def json_mode() -> bool:
-    return _json_mode
 
 
 def interactive() -> bool:
@@ -59,11 +56,29 @@ def stderr() -> Console:
     return _stderr
 
 
-def escape(text: str) -> str:
-    """Text from outside (service answers, reasons, names) shown literally, never read as rich markup."""
-    from rich.markup import escape as escape_markup
+def markup(template: str, *values: object) -> Text:
+    """``template`` is ethixctl's own rich markup with ``{}`` fields; the values are shown literally."""
+    from rich.markup import escape
+    from rich.text import Text
 
-    return escape_markup(text)
+    return Text.from_markup(template.format(*(escape(str(value)) for value in values)))
+
+
+def literal(message: str | Text) -> Text:
+    from rich.text import Text
+
+    return message if isinstance(message, Text) else Text(message)
+
+
+def table(**options: Any) -> Table:
+    """A rich table whose ``str`` cells are literal text (cells hold names, reasons, server answers)."""
+    from rich.table import Table
+
+    class LiteralTable(Table):
+        def add_row(self, *cells: RenderableType | None, **kwargs: Any) -> None:
+            super().add_row(*(literal(c) if isinstance(c, str) else c for c in cells), **kwargs)
+
+    return LiteralTable(**options)
 
 
 def emit_json(data: Any) -> None:
@@ -78,32 +93,38 @@ def line(text: str) -> None:
     sys.stdout.flush()
 
 
-def show(renderable: RenderableType) -> None:
-    """Human-readable data on stdout (tables, summaries)."""
-    stdout().print(renderable)
+def show(renderable: str | RenderableType) -> None:
+    """Human-readable data on stdout (tables, summaries); a ``str`` is shown literally."""
+    stdout().print(literal(renderable) if isinstance(renderable, str) else renderable)
 
 
-def info(message: str) -> None:
-    stderr().print(message)
+def _prefixed(prefix: str, style: str, message: str | Text) -> Text:
+    from rich.text import Text
+
+    return Text.assemble((prefix, style), literal(message))
 
 
-def success(message: str) -> None:
-    stderr().print(f"[green]✓[/green] {message}")
+def info(message: str | Text) -> None:
+    stderr().print(literal(message))
 
 
-def failure(message: str) -> None:
+def success(message: str | Text) -> None:
+    stderr().print(_prefixed("✓ ", "green", message))
+
+
+def failure(message: str | Text) -> None:
     """A check that ran and did not pass (a smoke step, a gate): the counterpart of ``success``."""
-    stderr().print(f"[red]✗[/red] {message}")
+    stderr().print(_prefixed("✗ ", "red", message))
 
 
-def warn(message: str) -> None:
-    stderr().print(f"[yellow]![/yellow] {message}")
+def warn(message: str | Text) -> None:
+    stderr().print(_prefixed("! ", "yellow", message))
 
 
-def error(message: str, hint: str | None = None) -> None:
-    stderr().print(f"[red]error:[/red] {message}")
+def error(message: str | Text, hint: str | Text | None = None) -> None:
+    stderr().print(_prefixed("error: ", "red", message))
     if hint:
-        stderr().print(f"  [dim]hint:[/dim] {hint}")
+        stderr().print(_prefixed("  hint: ", "dim", hint))
 
 
 def confirm(question: str, *, assume_yes: bool) -> bool:
@@ -112,4 +133,4 @@ def confirm(question: str, *, assume_yes: bool) -> bool:
         return True
     from rich.prompt import Confirm
 
-    return Confirm.ask(question, console=stderr(), default=False)
+    return Confirm.ask(literal(question), console=stderr(), default=False)

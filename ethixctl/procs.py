@@ -1,7 +1,8 @@
 """Starting, watching and stopping local processes (services, Caddy, Prometheus).
 
 Used by the local platform and by the end-to-end tests, so there is one way to pick a free port,
-wait for readiness, stop a process group and recognise a process again after a restart.
+wait for readiness, stop a process group, tell which process holds a port and recognise a process
+again after a restart.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,9 @@ def free_port() -> int:
 
     The port is released before the caller binds it. Caddy binds with SO_REUSEPORT, so two parts of
     one platform given the same port would silently share it (requests to one reaching the other)
-    instead of failing; never handing a port out twice rules that out.
+    instead of failing; never handing a port out twice rules that out within one process. Another
+    process may still be handed the same port at the same moment: the router confirms each port it
+    binds with :func:`port_holding`.
     """
     with _handed_out_lock:
         while True:
@@ -55,6 +59,80 @@ def claim_port(port: int) -> None:
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex((host, port)) == 0
+
+
+# sock_diag over netlink (linux/inet_diag.h): the kernel lists only the listening TCP sockets, in about
+# a millisecond; reading /proc/net/tcp walks every socket's hash bucket and took ~50 ms here.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST_DUMP = 0x301
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_LISTEN_STATE = 1 << 10
+_DIAG_SOCKID_BYTES = 48  # sport, dport, src[16], dst[16], if, cookie[2]
+
+
+def _listening_inodes(ports: set[int]) -> dict[int, set[int]]:
+    """Inodes of the TCP sockets listening on each port (IPv4 and IPv6)."""
+    found: dict[int, set[int]] = {port: set() for port in ports}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, _TCP_LISTEN_STATE)
+        request += bytes(_DIAG_SOCKID_BYTES)
+        header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as netlink:
+            netlink.sendto(header + request, (0, 0))
+            done = False
+            while not done:
+                data = netlink.recv(1 << 16)
+                offset = 0
+                while offset < len(data) and not done:
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == _NLMSG_ERROR:
+                        raise OSError("sock_diag refused the request")
+                    done = kind == _NLMSG_DONE
+                    if not done:
+                        body = offset + 16  # after the netlink header: family, state, timer, retrans, id...
+                        port = struct.unpack_from("!H", data, body + 4)[0]
+                        inode = struct.unpack_from("=I", data, body + 4 + _DIAG_SOCKID_BYTES + 16)[0]
+                        if port in found:
+                            found[port].add(inode)
+                    offset += (length + 3) & ~3
+    return found
+
+
+@dataclass(frozen=True)
+class PortHolding:
+    """Who listens on some ports, from the kernel's socket tables, relative to one owner process."""
+
+    shared: frozenset[int]  # another process listens on it too (SO_REUSEPORT) or instead
+    missing: frozenset[int]  # the owner does not listen on it
+
+    @property
+    def exclusive(self) -> bool:
+        return not self.shared and not self.missing
+
+
+def port_holding(owner_pid: int, ports: Iterable[int]) -> PortHolding | None:
+    """Whether ``owner_pid`` alone listens on each of ``ports``; None off Linux (no sock_diag, no /proc).
+
+    Caddy binds with SO_REUSEPORT, so a second Caddy (another platform, started at the same moment
+    with the same port in mind) binds the same port without an error and the kernel splits the
+    connections between the two. Only the socket tables show it: a port counts as held once the
+    process that bound it is its only listener.
+    """
+    if not hasattr(socket, "AF_NETLINK") or not os.path.isdir(f"/proc/{os.getpid()}/fd"):
+        return None
+    listeners = _listening_inodes(set(ports))
+    owned = set()
+    with contextlib.suppress(OSError):  # an owner that is gone holds nothing
+        for fd in os.listdir(f"/proc/{owner_pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{owner_pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owned.add(int(target[len("socket:[") : -1]))
+    return PortHolding(
+        shared=frozenset(port for port, inodes in listeners.items() if inodes - owned),
+        missing=frozenset(port for port, inodes in listeners.items() if not inodes & owned),
+    )
 
 
 @dataclass

@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -59,6 +59,30 @@ CONTROL_PLANE_RESTART_WAIT = 10.0
 
 class _OperationLost(Exception):
     """The control plane no longer knows the operation: it restarted while the change was applied."""
+
+
+@dataclass
+class EnvEntry:
+    """One env var of a service's template: an inline value or a Secret Manager reference."""
+
+    name: str
+    value: str | None = field(default=None, repr=False)  # inline values may be secrets: never shown
+    secret: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class ServiceSpec:
+    """What preflight checks of a service's template (the revision it would deploy next)."""
+
+    name: str
+    env: list[EnvEntry]
+    startup_probe: bool
+    liveness_probe: bool
+    min_instances: int
+
+    def variable(self, name: str) -> EnvEntry | None:
+        return next((entry for entry in self.env if entry.name == name), None)
 
 
 class CloudRun:
@@ -156,6 +180,28 @@ class CloudRun:
         )
         return [self._service_info(s) for s in services]
 
+    def service_spec(self, service: str) -> ServiceSpec:
+        raw = self._get_raw(service)
+        container = raw.template.containers[0] if raw.template.containers else None
+        env = []
+        for var in container.env if container else []:
+            ref = var.value_source.secret_key_ref
+            env.append(
+                EnvEntry(var.name, secret=ref.secret, version=ref.version or None)
+                if ref.secret
+                else EnvEntry(var.name, value=var.value)
+            )
+        return ServiceSpec(
+            name=short(raw.name),
+            env=env,
+            startup_probe=container is not None and "startup_probe" in container,
+            liveness_probe=container is not None and "liveness_probe" in container,
+            # Either level keeps instances warm: the service's own scaling or its revision template's.
+            min_instances=max(
+                int(raw.template.scaling.min_instance_count), int(raw.scaling.min_instance_count)
+            ),
+        )
+
     def list_revisions(self, service: str) -> list[RevisionInfo]:
         revisions = self._call(
             f"list revisions of {service}",
@@ -198,16 +244,23 @@ class CloudRun:
 
     # writes ------------------------------------------------------------------------------------
     def create_service(
-        self, service: str, image: str, env: dict[str, str], timeout: float = 150
+        self,
+        service: str,
+        image: str,
+        env: dict[str, str],
+        timeout: float = 150,
+        container: Any | None = None,
     ) -> ServiceInfo:
-        """Create a service whose first revision takes all traffic once ready (used by `ethixctl up`)."""
+        """Create a service whose first revision takes all traffic once ready (used by `ethixctl up`).
+
+        ``container`` (a ``run_v2.Container``: probes, resources) is the template's starting point.
+        """
         run = self._run
+        spec = run.Container(container) if container is not None else run.Container()
+        spec.image = image
+        spec.env = [run.EnvVar(name=k, value=v) for k, v in env.items()]
         body = run.Service(
-            template=run.RevisionTemplate(
-                containers=[
-                    run.Container(image=image, env=[run.EnvVar(name=k, value=v) for k, v in env.items()])
-                ]
-            ),
+            template=run.RevisionTemplate(containers=[spec]),
             traffic=[
                 run.TrafficTarget(
                     type_=run.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
@@ -229,8 +282,12 @@ class CloudRun:
         keep_traffic: bool = True,
         timeout: float = 150,
         base_revision: str | None = None,
+        secret_env: dict[str, str] | None = None,
     ) -> RevisionInfo:
         """Create a revision from the current template with `image` and `env` merged over its env vars.
+
+        `secret_env` maps env var names to Secret Manager secrets (version `latest`): the revision
+        resolves them at start, so their values never pass through ethixctl or the revision's spec.
 
         With `base_revision` the env vars start from that revision's instead of the template's, so a
         rolled-back release's `--set-env` does not leak into the next release.
@@ -250,8 +307,21 @@ class CloudRun:
                 unknown=f"unknown revision {base_revision!r} of service {service!r}",
             )
             container.env = list(base.containers[0].env) if base.containers else []
-        kept = [var for var in container.env if var.name not in env]
-        container.env = kept + [run.EnvVar(name=k, value=v) for k, v in env.items()]
+        secret_env = secret_env or {}
+        kept = [var for var in container.env if var.name not in env and var.name not in secret_env]
+        container.env = (
+            kept
+            + [run.EnvVar(name=k, value=v) for k, v in env.items()]
+            + [
+                run.EnvVar(
+                    name=name,
+                    value_source=run.EnvVarSource(
+                        secret_key_ref=run.SecretKeySelector(secret=secret, version="latest")
+                    ),
+                )
+                for name, secret in secret_env.items()
+            ]
+        )
         raw.template.revision = revision_id
 
         traffic = (
@@ -287,6 +357,26 @@ class CloudRun:
         return self._service_info(
             self._wait(what, operation, 120, lambda: self._settled(what, service, split=wanted))
         )
+
+    def remove_tag(self, service: str, tag: str) -> None:
+        """Drop `tag` (its URL stops answering); the traffic split in effect is kept as it is."""
+        raw = self._get_raw(service)
+        tags = self._tags_in_effect(raw)
+        if tags.pop(tag, None) is not None:
+            self.set_traffic(service, self._split_of(raw), tags)
+
+    def delete_revision(self, service: str, revision: str, timeout: float = 120) -> None:
+        """Delete a revision that serves no traffic and has no tag; a missing one is not an error."""
+        if revision not in {r.name for r in self.list_revisions(service)}:
+            return
+        name = f"{self._service_name(service)}/revisions/{revision}"
+        what = f"delete revision {revision}"
+        operation = self._call(what, lambda: self._revisions.delete_revision(name=name))
+
+        def deleted() -> bool | None:
+            return True if revision not in {r.name for r in self.list_revisions(service)} else None
+
+        self._wait(what, operation, timeout, deleted)
 
     # helpers -----------------------------------------------------------------------------------
     def _settled(

@@ -38,3 +38,14 @@ StateDirOption = Annotated[
 ]
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; implied when CI is set or no TTY.")]
 DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Show what would change and change nothing.")]
+ConfirmOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--confirm",
+        metavar="ID=WHO",
+        help="Answer a checklist question, e.g. on_call=alice (repeatable; CI).",
+    ),
+]
+PreflightFileOption = Annotated[
+    Path | None, typer.Option("--preflight", help="Checklist file (default: playbooks/preflight.yaml).")
+]

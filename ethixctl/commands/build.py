@@ -27,7 +27,6 @@ def command(
 
       ethixctl release backend --image "$(ethixctl build backend)"
     """
-    output.configure(json_mode=json)
     from ethixctl.config import local_state_dir
     from ethixctl.platform import images
 

@@ -26,7 +26,6 @@ def command(
 
       ethixctl down --purge
     """
-    output.configure(json_mode=json)
     from ethixctl.config import local_state_dir
     from ethixctl.errors import EthixError
     from ethixctl.platform import lifecycle

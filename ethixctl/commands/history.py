@@ -1,77 +1,106 @@
-"""``ethixctl history [SERVICE]``: the release ledger, plus rollback rate and release frequency."""
+"""``ethixctl history [SUBJECT]``: the ledger: releases, rotations, drills, traffic changes, rollbacks."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+from ethixctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from ethixctl.ops.ledger import Ledger, Operation
+
+_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
 def command(
-    service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
+    subject: Annotated[str | None, typer.Argument(help="Only this service (or secret, scenario).")] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Period to report (runbook review: 90).")] = 90,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Most recent releases to list.")] = 20,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="WHEN", help="Period start: 2026-11-01[T10:00], or 7d/12h/30m ago."),
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only operations of this kind (release, rotation, drill, …).")
+    ] = None,
+    traffic: Annotated[bool, typer.Option("--traffic", help="Also list every traffic change.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Most recent operations to list.")] = 20,
     json: JsonFlag = False,
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """The ledger: releases, gate outcomes, rollbacks, rollback rate.
+    """The ledger: every release, rotation and drill; traffic changes; rollback rate.
 
-    Releases, promotions and rollbacks: who, when, which image, gate outcomes; rollback rate and
-    release frequency over the period (the runbook's quarterly review).
+    Every long operation the ledger records (releases, secret rotations, DR drills, restores), who ran
+    it and how it ended; gate outcomes; traffic changes (always in --json, with --traffic in the
+    table); rollbacks; rollback rate and release frequency over the period (the quarterly review).
+    Works when the platform is down: the ledger is local state.
 
     \b
     Examples:
       ethixctl history
-      ethixctl history backend --days 7 --json
+      ethixctl history backend --since 7d --json
+      ethixctl history --kind release --since 2026-10-01 --traffic
     """
-    output.configure(json_mode=json)
-    from ethixctl.release.ledger import Ledger
+    from ethixctl.config import resolve_environment
+    from ethixctl.ops.ledger import Ledger
+    from ethixctl.release import releases
 
-    # The ledger is local state: history works even when the platform is down.
-    environment = _environment_name(env)
+    environment = resolve_environment(env, state_dir, need_platform=False)
     until = time.time()
-    since = until - days * 86_400
-    with Ledger(_state_dir(env, state_dir)) as ledger:
-        releases = ledger.releases(environment, service, since)[-limit:]
-        rows = [{**r.__dict__, "gates": _gate_counts(ledger, r.id)} for r in releases]
-        rollbacks = ledger.rollbacks(environment, service, since)
-        summary = ledger.summary(environment, service, since, until)
+    start = parse_since(since, until) if since else until - days * 86_400
+    with Ledger(environment.state_dir) as ledger:
+        operations = ledger.operations(environment.name, kind, subject, start, newest_first=True, limit=limit)
+        rows = [_row(ledger, op) for op in reversed(operations)]
+        changes = [c.to_dict() for c in ledger.traffic(environment.name, subject, start)]
+        rollbacks = ledger.rollbacks(environment.name, subject, start)
+        summary = releases.summary(ledger, environment.name, subject, start, until)
     if json:
         output.emit_json(
-            {"environment": environment, "releases": rows, "rollbacks": rollbacks, "summary": summary}
+            {
+                "environment": environment.name,
+                "since": start,
+                "operations": rows,
+                "releases": [r for r in rows if r["kind"] == releases.KIND],
+                "traffic": changes,
+                "rollbacks": rollbacks,
+                "summary": summary,
+            }
         )
         return
-    _render(rows, rollbacks, summary, days)
+    _render(rows, changes if traffic else [], rollbacks, summary, start)
 
 
-def _environment_name(env: str | None) -> str:
-    import os
+def parse_since(text: str, now: float) -> float:
+    """``7d``/``12h``/``30m``/``2w`` ago, or an ISO date/time (local time unless it says otherwise)."""
+    from datetime import datetime
 
-    return env or os.environ.get("ETHIXCTL_ENV") or "local"
-
-
-def _state_dir(env: str | None, state_dir: Path | None) -> Path:
-    from ethixctl.config import load_environment, local_state_dir
-    from ethixctl.errors import PlatformUnavailable
-
+    text = text.strip()
+    unit = _UNITS.get(text[-1:].lower())
+    if unit and text[:-1].isdigit():
+        return now - int(text[:-1]) * unit
     try:
-        return load_environment(env, state_dir).state_dir
-    except PlatformUnavailable:
-        return local_state_dir(state_dir)
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since: cannot read {text!r}", hint="use a date (2026-11-01, 2026-11-01T10:00) or 7d, 12h, 30m"
+        ) from None
 
 
-def _gate_counts(ledger: Any, release_id: str) -> dict[str, int]:
+def _row(ledger: Ledger, op: Operation) -> dict[str, Any]:
+    from ethixctl.release.releases import KIND, Release
+
+    if op.kind != KIND:
+        return op.to_dict()
     counts: dict[str, int] = {}
-    for event in ledger.events(release_id, "gate"):
+    for event in ledger.events(op.id, "gate"):
         outcome = event["data"].get("verdict", {}).get("outcome", "unknown")
         counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
+    return {**Release.of(op).to_dict(), "gates": counts}
 
 
 def _short_image(image: str) -> str:
@@ -83,30 +112,51 @@ def _when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(at)) if at else "—"
 
 
-def _render(
-    rows: list[dict[str, Any]], rollbacks: list[dict[str, Any]], summary: dict[str, Any], days: int
-) -> None:
-    from rich.table import Table
+def _what(row: dict[str, Any]) -> str:
+    if row["kind"] == "release":
+        revisions = f"{row['stable_revision'] or '—'} → {row['canary_revision'] or '—'}"
+        return f"{_short_image(row['image'])}\n{revisions}"
+    return f"{row['phase']} (step {row['step']})"
 
-    table = Table(title="releases", show_header=True, header_style="bold")
-    table.add_column("id", no_wrap=True, min_width=6)
+
+def _render(
+    rows: list[dict[str, Any]],
+    changes: list[dict[str, Any]],
+    rollbacks: list[dict[str, Any]],
+    summary: dict[str, Any],
+    since: float,
+) -> None:
+    table = output.table(title="operations", show_header=True, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=8)
+    table.add_column("kind / subject", min_width=10)
     table.add_column("started / who", min_width=10)
-    table.add_column("image / revisions", ratio=2)
+    table.add_column("what", ratio=2)
     table.add_column("status / gates", min_width=11)
     table.add_column("reason", ratio=2)
     for row in rows:
-        gates = " ".join(f"{k} {v}" for k, v in sorted(row["gates"].items())) or "—"
-        revisions = f"{row['stable_revision'] or '—'} → {row['canary_revision'] or '—'}"
+        gates = " ".join(f"{k} {v}" for k, v in sorted(row.get("gates", {}).items())) or "—"
         table.add_row(
-            row["id"],
+            row["id"][:8],
+            f"{row['kind']}\n{row['subject']}",
             f"{_when(row['started_at'])}\n{row['user']}",
-            f"{output.escape(_short_image(row['image']))}\n{revisions}",
+            _what(row),
             f"{row['status']}\n{gates}",
-            output.escape(row["reason"]),
+            row["reason"],
         )
     output.show(table)
+    if changes:
+        moves = output.table(title="traffic changes", show_header=True, header_style="bold")
+        for column in ("when", "service", "split", "state", "operation", "reason"):
+            moves.add_column(column)
+        for change in changes:
+            split = ", ".join(f"{r} {p}%" for r, p in change["split"].items())
+            moves.add_row(
+                _when(change["at"]), change["service"], split, change["state"],
+                (change["operation_id"] or "—")[:8], change["reason"],
+            )  # fmt: skip
+        output.show(moves)
     if rollbacks:
-        manual = Table(title="rollbacks", show_header=True, header_style="bold")
+        manual = output.table(title="rollbacks", show_header=True, header_style="bold")
         for column in ("when", "who", "service", "to", "kind", "seconds", "reason"):
             manual.add_column(column)
         for item in rollbacks:
@@ -114,11 +164,11 @@ def _render(
             kind = "automatic" if item["automatic"] else "manual"
             manual.add_row(
                 _when(item["at"]), item["user"], item["service"], item["to_revision"], kind, seconds,
-                output.escape(item["reason"]),
+                item["reason"],
             )  # fmt: skip
         output.show(manual)
     rate = "—" if summary["rollback_rate"] is None else f"{summary['rollback_rate'] * 100:.0f}%"
     output.show(
-        f"last {days} days: {summary['releases']} releases ({summary['releases_per_week']:.1f}/week), "
+        f"since {_when(since)}: {summary['releases']} releases ({summary['releases_per_week']:.1f}/week), "
         f"rollback rate {rate}, manual rollbacks {summary['manual_rollbacks']}"
     )

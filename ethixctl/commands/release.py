@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from enum import StrEnum
 from pathlib import Path
@@ -10,13 +11,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ethixctl import output
-from ethixctl.commands._options import DryRunFlag, EnvOption, JsonFlag, StateDirOption, YesFlag
-from ethixctl.errors import UsageError
+from ethixctl.commands._options import (
+    ConfirmOption,
+    DryRunFlag,
+    EnvOption,
+    JsonFlag,
+    PreflightFileOption,
+    StateDirOption,
+    YesFlag,
+)
+from ethixctl.errors import EthixError, UsageError
 from ethixctl.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from ethixctl.preflight.run import Report
     from ethixctl.release.notify import Event
-    from ethixctl.release.orchestrator import Result
+    from ethixctl.release.orchestrator import Options, Orchestrator, Result
+
+# registry/path[:tag][@sha256:digest], as Cloud Run accepts it.
+_IMAGE_REFERENCE = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
 
 
 class OnFailure(StrEnum):
@@ -53,9 +69,6 @@ def command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue (or roll back) the interrupted release of SERVICE.")
     ] = False,
-    take_over_lock: Annotated[
-        bool, typer.Option("--take-over-lock", help="Take over a stale lock left by a dead ethixctl.")
-    ] = False,
     smoke: Annotated[
         bool | None,
         typer.Option(
@@ -65,6 +78,16 @@ def command(
     playbook_path: Annotated[
         Path | None, typer.Option("--playbook", help="Release playbook (default: playbooks/release.yaml).")
     ] = None,
+    skip_preflight: Annotated[
+        str | None,
+        typer.Option(
+            "--skip-preflight",
+            metavar="REASON",
+            help="Do not run the preflight checklists; REASON is recorded.",
+        ),
+    ] = None,
+    confirm: ConfirmOption = None,
+    preflight_file: PreflightFileOption = None,
     yes: YesFlag = False,
     json: JsonFlag = False,
     env: EnvOption = None,
@@ -85,65 +108,91 @@ def command(
       ethixctl release backend --image local/backend:dev --set-env ETHIX_FAULT_ERROR_RATE=0.2 --hold 10
       ethixctl release backend --image local/backend:dev --dry-run
       ethixctl release --resume backend
+      ethixctl release backend --image REF -e production --confirm on_call=alice
+      ethixctl release backend --image REF -e production --skip-preflight "hotfix INC-123, approved by cto"
     """
-    output.configure(json_mode=json)
-    from ethixctl.release import playbook
-    from ethixctl.release.lock import ReleaseLock
+    from ethixctl.ops.lock import OperationLock
+    from ethixctl.release import playbook, releases
     from ethixctl.release.notify import Notifier
     from ethixctl.release.orchestrator import Options, Orchestrator
     from ethixctl.release.session import open_session, smoke_hook
 
     if not resume and not image:
         raise UsageError("--image is required (or --resume to continue an interrupted release)")
-    if resume and (image or set_env or skip_canary or dry_run):
+    if resume and (image or set_env or skip_canary or dry_run or skip_preflight is not None or confirm):
         raise UsageError(
             "--resume continues the recorded release;"
-            " --image, --set-env, --skip-canary and --dry-run do not apply"
+            " --image, --set-env, --skip-canary, --dry-run, --skip-preflight and --confirm do not apply"
         )
+    if skip_preflight is not None and not skip_preflight.strip():
+        raise UsageError("--skip-preflight needs a reason (it is recorded in the ledger)")
     new_env = _parse_env(set_env or [])
     book = playbook.load(playbook_path)
     session = open_session(env, state_dir)
     try:
         environment = session.environment
+        book = book.for_environment(environment.name, environment.metric_source)
         if image == "build" and not resume:
             image = _build(service, environment)
+        elif image:
+            _check_image(image, environment)
         options = Options(
             service=service, image=image or "", environment=environment.name, env=new_env,
             hold=hold, interval=interval, load_rps=load, skip_canary=skip_canary, on_failure=on_failure.value,
         )  # fmt: skip
         platform = session.cloud_run()
-        with session.prometheus() as prometheus:
-            if dry_run:
-                return _dry_run(book, options, platform, prometheus, session, json=json)
-            if skip_canary:
-                output.warn("[bold]--skip-canary[/bold]: the new revision gets 100% with NO canary analysis")
-            question = f"Release {image} to {service} in {environment.name}?"
-            if not resume and not output.confirm(question, assume_yes=yes):
-                output.info("nothing changed")
-                return int(ExitCode.FAILED)
+        # One Prometheus call (retries included) must fit in one gate interval.
+        budget = book.timing(environment.name, hold, interval).interval or book.interval
+        with session.prometheus(budget) as prometheus:
             renderer = _Renderer(json=json)
             notify = Notifier(
-                session.ledger,
-                service,
-                environment.name,
-                renderer,
-                book.notifications,
+                session.ledger, service, environment.name, renderer, book.notifications,
                 environment.slack_webhook,
-            )
+            )  # fmt: skip
             use_smoke = smoke if smoke is not None else service == "backend"
             orchestrator = Orchestrator(
                 platform, prometheus, session.ledger, book, notify, smoke=smoke_hook() if use_smoke else None
             )
+            if not resume:
+                preflight = _preflight(
+                    book, session, service, skip_preflight, confirm or [], preflight_file, json=json
+                )
+                if preflight is not None and preflight.status != "passed" and not dry_run:
+                    problems = ", ".join(r.id for r in preflight.problems())
+                    raise EthixError(
+                        f"preflight {preflight.status} ({problems}): nothing was changed",
+                        hint="fix them, answer with --confirm ID=WHO, or --skip-preflight REASON (recorded)",
+                        exit_code=preflight.exit_code,
+                    )
+            if dry_run:
+                return _dry_run(orchestrator, options, platform, prometheus, session, json=json)
+            if resume and releases.in_progress(session.ledger, service, environment.name) is None:
+                raise UsageError(
+                    f"no release of {service} is in progress in {environment.name}",
+                    hint="see `ethixctl history`",
+                )
+            # Decided before anything changes: a release that cannot be judged does not start.
+            plan = None if resume else orchestrator.plan(options)
+            if skip_canary:
+                output.warn(
+                    output.markup(
+                        "[bold]--skip-canary[/bold]: the new revision gets 100% with NO canary analysis"
+                    )
+                )
+            question = f"Release {image} to {service} in {environment.name}?"
+            if not resume and not output.confirm(question, assume_yes=yes):
+                output.info("nothing changed")
+                return int(ExitCode.FAILED)
             overrides = {"hold": hold, "interval": interval, "load_rps": load}
-            lock = ReleaseLock(environment.state_dir, environment.name, service)
-            lock.acquire(take_over_stale=resume or take_over_lock)
+            lock = OperationLock(environment.state_dir, releases.KIND, environment.name, service)
+            lock.acquire()
             previous = signal.signal(signal.SIGTERM, _interrupt)
             try:
                 with renderer:
                     result = (
                         orchestrator.resume(service, environment.name, overrides)
                         if resume
-                        else orchestrator.start(options)
+                        else orchestrator.start(options, plan)
                     )
             finally:
                 signal.signal(signal.SIGTERM, previous)
@@ -152,6 +201,37 @@ def command(
         return int(result.exit_code)
     finally:
         session.close()
+
+
+def _preflight(
+    book: Any,
+    session: Any,
+    service: str,
+    skip_reason: str | None,
+    confirmations: list[str],
+    preflight_file: Path | None,
+    *,
+    json: bool,
+) -> Report | None:
+    """The preflight checklists of the environment for SERVICE, recorded; None when skipped (recorded too)."""
+    from ethixctl.preflight import model
+    from ethixctl.preflight.present import ask_person, show_item
+    from ethixctl.preflight.run import execute, parse_confirmations, record_skip
+
+    environment = session.environment
+    if skip_reason is not None:
+        entry = record_skip(session.ledger, environment.name, service, skip_reason.strip())
+        output.warn(output.markup("[bold]--skip-preflight[/bold]: {} (ledger {})", skip_reason, entry[:8]))
+        return None
+    checklists = model.load(preflight_file)
+    report = execute(
+        checklists, environment, session.ledger, services=[service], metric_source=book.metric_source,
+        answers=parse_confirmations(confirmations, checklists), ask=ask_person(json),
+        on_item=(lambda result: None) if json else show_item,
+    )  # fmt: skip
+    if report.checklists and not json:
+        output.info(f"preflight {report.status} ({', '.join(report.checklists)})")
+    return report
 
 
 def _build(service: str, environment: Any) -> str:
@@ -179,35 +259,64 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def _dry_run(book: Any, options: Any, platform: Any, prometheus: Any, session: Any, *, json: bool) -> int:
-    from ethixctl.release import analysis
-    from ethixctl.release.orchestrator import plan, stable_of
+def _check_image(image: str, environment: Any) -> None:
+    """Refuse an image that cannot be deployed before anything is created (no revision, no ledger row).
 
+    Locally the image must exist in the state dir. For Cloud Run only the reference's form can be
+    checked from here; a missing image then fails the deploy, which the ledger records."""
+    if environment.kind == "local":
+        from ethixctl.platform import images
+
+        images.resolve(image, environment.state_dir / "images")
+    elif not _IMAGE_REFERENCE.fullmatch(image):
+        raise UsageError(
+            f"--image {image!r} is not a container image reference",
+            hint="e.g. europe-west1-docker.pkg.dev/PROJECT/REPO/backend@sha256:<64 hex> or …/backend:TAG",
+        )
+
+
+def _dry_run(
+    orchestrator: Orchestrator, options: Options, platform: Any, prometheus: Any, session: Any, *, json: bool
+) -> int:
+    from ethixctl.release import analysis, releases
+    from ethixctl.release.orchestrator import describe, stable_of
+
+    book = orchestrator.book
     stable = stable_of(platform.serving_split(options.service), options.service)
-    timing = book.timing(options.environment, options.hold, options.interval)
-    pending = session.ledger.in_progress(options.service, options.environment)
+    plan = orchestrator.plan(options)  # UsageError, like a real run, when a step cannot be judged
+    pending = releases.in_progress(session.ledger, options.service, options.environment)
     # There is no canary yet: the gates run against what would be judged now — a pending canary, else stable.
     subject = pending.canary_revision if pending and pending.canary_revision else stable
+    timing = book.timing(options.environment, options.hold, options.interval)
     verdict = analysis.evaluate(
         prometheus, book, service=options.service, canary=subject, stable=stable, timing=timing,
         compare=subject != stable,
     )  # fmt: skip
-    the_plan = plan(book, timing, options, stable)
+    the_plan = describe(book, plan, options, stable)
     if json:
         output.emit_json({"dry_run": True, "plan": the_plan, "gates_now": verdict.to_dict()})
         return 0
     output.show(
-        f"[bold]plan[/bold] {options.service}: {options.image} (stable {stable}, env {options.environment})"
-    )
-    for index, step in enumerate(the_plan["steps"], 1):
+        output.markup(
+            "[bold]plan[/bold] {}: {} (stable {}, env {})",
+            options.service, options.image, stable, options.environment,
+        )
+    )  # fmt: skip
+    rate = "unknown" if plan.rate is None else f"{plan.rate:.1f} requests/s"
+    for index, step in enumerate(plan.steps, 1):
+        expected = (
+            "" if step.expected_requests is None else f", ~{step.expected_requests:.0f} canary requests"
+        )
         output.show(
-            f"  step {index}: {step['weight']}% canary, hold {step['hold']:g}s,"
-            f" analysis every {step['interval']:g}s"
+            f"  step {index}: {step.weight}% canary, hold {step.hold:g}s, analysis every {step.interval:g}s"
+            f" over {step.window:g}s windows{expected}"
         )
     gates = ", ".join(f"{g['name']} < {g['max']:g}" for g in the_plan["gates"])
-    output.show(f"  gates: {gates}; min {the_plan['min_requests']} requests per {timing.window:g}s window")
+    output.show(f"  gates: {gates}; min {the_plan['min_requests']} requests per window; service rate {rate}")
+    for warning in plan.warnings:
+        output.warn(warning)
     output.show(f"  on failure: {options.on_failure}; nothing was changed (--dry-run)")
-    output.show(f"[bold]gates now[/bold] on {subject}: {output.escape(verdict.summary())}")
+    output.show(output.markup("[bold]gates now[/bold] on {}: {}", subject, verdict.summary()))
     return 0
 
 
@@ -245,7 +354,7 @@ class _Renderer:
             "held": "yellow",
         }
         color = style.get(event.kind)
-        line = f"[{color}]{output.escape(event.message)}[/{color}]" if color else output.escape(event.message)
+        line = output.markup(f"[{color}]{{}}[/]", event.message) if color else output.literal(event.message)
         if self.live is not None:
             self.live.console.print(line)
             self.live.update(self._panel())
@@ -289,8 +398,8 @@ def _summary(result: Result, *, json: bool) -> None:
         return
     message = f"{result.status}: {result.reason}"
     if result.exit_code == ExitCode.OK:
-        output.success(output.escape(message))
+        output.success(message)
     else:
-        output.warn(output.escape(message))
+        output.warn(message)
     if result.status == "rolled_back" and result.canary:
         output.info(f"the canary {result.canary} is kept at 0% with its tag for inspection")

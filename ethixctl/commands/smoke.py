@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +12,8 @@ from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
 from ethixctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ethixctl.config import Environment
     from ethixctl.smoke.model import Suite
     from ethixctl.smoke.runner import SmokeReport, StepResult
@@ -32,6 +33,14 @@ def command(
     service: Annotated[str, typer.Option("--service", help="Cloud Run service to resolve.")] = "backend",
     suite_file: Annotated[
         Path | None, typer.Option("--suite", help="Suite file (default: playbooks/smoke.yaml).")
+    ] = None,
+    categories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--category",
+            metavar="NAME",
+            help="Run only this category and those it needs (repeatable; default: all).",
+        ),
     ] = None,
     json: JsonFlag = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report to FILE.")] = None,
@@ -65,21 +74,22 @@ def command(
 ) -> int:
     """Run the post-deploy smoke suite against a deployment.
 
-    Run the smoke suite against a deployment: health, auth, upload, analysis, report, metrics.
-
-    The synthetic user is deleted at the end, even when a step fails. Exit codes: 0 passed,
-    1 a step failed, 2 bad usage or suite file, 3 target unreachable.
+    The runbook's checks in four categories: infrastructure-health, auth-flow, core-analysis,
+    error-handling. With no --category every category runs (what CI runs after a deploy); a
+    category brings the ones it needs (error-handling runs auth-flow first). The synthetic users
+    are deleted at the end, even when a step fails. Exit codes: 0 passed, 1 a step failed,
+    2 bad usage or suite file, 3 target unreachable.
 
     \b
     Examples:
       ethixctl smoke http://127.0.0.1:8080 --junit smoke.xml
+      ethixctl smoke http://127.0.0.1:8080 --category infrastructure-health --category error-handling
       ethixctl smoke --env local --tag canary-ab12cd --json
       ethixctl smoke --env prod --watch 300 --failures 3 --metrics-file /var/lib/node_exporter/smoke.prom
     """
     from ethixctl.smoke.model import load_suite
     from ethixctl.smoke.runner import normalise_base_url
 
-    output.configure(json_mode=json)
     watch_only = {"--failures": failures != 3, "--max-runs": max_runs, "--metrics-file": metrics_file}
     watch_only["--metrics-port"] = metrics_port is not None
     if watch_interval is None and any(watch_only.values()):
@@ -90,25 +100,28 @@ def command(
             "--tag resolves a tag URL from the environment; give either a URL or --tag", hint=None
         )
 
-    suite = load_suite(suite_file)
-    environment = None
-    if url is None or (watch_interval is not None and env is not None):
-        from ethixctl.config import load_environment
+    from ethixctl.config import resolve_environment
 
-        environment = load_environment(env, state_dir=state_dir)
+    suite = load_suite(suite_file)
+    if categories:
+        suite = suite.select(categories)
+    # A URL alone needs no platform; --tag, no URL, or --watch with --env resolve the environment.
+    needs_platform = url is None or (watch_interval is not None and env is not None)
+    environment = resolve_environment(env, state_dir=state_dir, need_platform=needs_platform)
     target = normalise_base_url(url if url is not None else _resolve_url(environment, service, tag))
 
     if watch_interval is None:
-        output.info(f"smoke suite {output.escape(suite.name)} against {output.escape(target)}")
+        output.info(f"smoke suite {suite.name} against {target}")
         from ethixctl.smoke.runner import run_suite
 
-        report = run_suite(target, suite, timeout=timeout, retries=retries, on_step=_show_step)
+        report = run_suite(target, suite, timeout=timeout, retries=retries, on_step=_step_printer())
+        if url is None and tag is None:
+            from ethixctl.smoke.ledger import record_run
+
+            record_run(environment.state_dir, environment.name, service, report)
         _finish(report, json=json, junit=junit)
         return int(report.exit_code)
 
-    webhook = (
-        environment.slack_webhook if environment is not None else os.environ.get("ETHIXCTL_SLACK_WEBHOOK")
-    )
     return _watch(
         target,
         suite,
@@ -119,36 +132,47 @@ def command(
         retries=retries,
         metrics_file=metrics_file,
         metrics_port=metrics_port,
-        webhook=webhook,
+        webhook=environment.slack_webhook,
         json=json,
         junit=junit,
     )
 
 
-def _resolve_url(environment: Environment | None, service: str, tag: str | None) -> str:
+def _resolve_url(environment: Environment, service: str, tag: str | None) -> str:
     from ethixctl.adapters.cloudrun import CloudRun
 
-    assert environment is not None  # loaded whenever no URL is given
     run = CloudRun(environment.project, environment.region, endpoint=environment.run_endpoint)
     return run.tag_url(service, tag) if tag else run.get_service(service).uri
 
 
+def _step_printer() -> Callable[[StepResult], None]:
+    """Progress lines, with a heading each time a new category starts."""
+    current: list[str | None] = [None]
+
+    def show(result: StepResult) -> None:
+        if result.category is not None and result.category != current[0]:
+            current[0] = result.category
+            output.info(output.markup("[bold]{}[/bold]", result.category))
+        _show_step(result)
+
+    return show
+
+
 def _show_step(result: StepResult) -> None:
-    label = f"{output.escape(result.name)} [dim]{result.duration * 1000:.0f} ms[/dim]"
-    if result.phase == "cleanup":
-        label = f"cleanup: {label}"
-    if result.network_retries:
-        label += f" [dim]({result.network_retries} network retries)[/dim]"
+    retries = f" ({result.network_retries} network retries)" if result.network_retries else ""
+    label = output.markup(
+        "{}{} [dim]{} ms{}[/dim]",
+        "cleanup: " if result.phase == "cleanup" else "", result.name,
+        f"{result.duration * 1000:.0f}", retries,
+    )  # fmt: skip
     if result.status == "passed":
         output.success(label)
     elif result.status == "skipped":
-        output.info(
-            f"[dim]- {output.escape(result.name)} ({output.escape(result.reason or 'skipped')})[/dim]"
-        )
+        output.info(output.markup("[dim]- {} ({})[/dim]", result.name, result.reason or "skipped"))
     elif result.status == "error":
-        output.failure(f"{label} [yellow]{output.escape(result.reason or 'network error')}[/yellow]")
+        output.failure(label + output.markup(" [yellow]{}[/yellow]", result.reason or "network error"))
     else:
-        output.failure(f"{label}: {output.escape(result.reason or '')}")
+        output.failure(label + output.literal(f": {result.reason or ''}"))
 
 
 def _finish(report: SmokeReport, *, json: bool, junit: Path | None) -> None:
@@ -208,7 +232,7 @@ def _watch(
     server = MetricsServer(metrics, port=metrics_port) if metrics_port is not None else None
     notifier = SlackNotifier(webhook) if webhook else None
     output.info(
-        f"watching {output.escape(target)} every {interval:g}s; alert after {failures} consecutive failures"
+        f"watching {target} every {interval:g}s; alert after {failures} consecutive failures"
         + (" (Slack + console)" if notifier else " (console only: no Slack webhook configured)")
     )
     if server is not None:
@@ -224,10 +248,10 @@ def _watch(
         elif report.passed:
             output.success(f"run {run}: passed in {report.duration:.2f}s")
         else:
-            output.failure(f"run {run}: {report.outcome} — {output.escape(failure_summary(report))}")
+            output.failure(f"run {run}: {report.outcome} — {failure_summary(report)}")
 
     def on_alert(alert: Alert) -> None:
-        output.warn(f"ALERT ({alert.kind}): {output.escape(alert.text)}")
+        output.warn(f"ALERT ({alert.kind}): {alert.text}")
         if alert.delivery_problem:
             output.warn(f"alert not delivered: {alert.delivery_problem}")
 

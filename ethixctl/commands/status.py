@@ -1,13 +1,17 @@
-"""``ethixctl status``: services, revisions, traffic, tags, readiness and what Prometheus sees."""
+"""``ethixctl status``: services, revisions, traffic, tags, readiness, what Prometheus sees and its
+firing alerts."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def command(
@@ -16,7 +20,7 @@ def command(
     env: EnvOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Services, revisions, traffic, tags, readiness and Prometheus targets.
+    """Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.
 
     On the local platform it also shows whether the router, Prometheus and the control plane are alive,
     and how often each was restarted.
@@ -27,11 +31,10 @@ def command(
 
       ethixctl status backend --json
     """
-    output.configure(json_mode=json)
-    from ethixctl.config import load_environment
+    from ethixctl.config import resolve_environment
     from ethixctl.platform.status import collect
 
-    data = collect(load_environment(env, state_dir), service)
+    data = collect(resolve_environment(env, state_dir), service)
     if json:
         output.emit_json(data)
     else:
@@ -39,23 +42,43 @@ def command(
 
 
 def _render(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
     parts = data.get("platform")
     if parts:
-        line = "  ".join(
-            f"{name}: {'[green]up[/green]' if ok == 'up' else '[red]' + ok + '[/red]'}"
-            for name, ok in parts.items()
-        )
-        output.show(f"[bold]{data['environment']}[/bold]  {line}")
+        line = output.markup("[bold]{}[/bold]", data["environment"])
+        for name, ok in parts.items():
+            line += output.markup("  {}: [{}]{}[/]", name, "green" if ok == "up" else "red", ok)
+        output.show(line)
         for name, part in (data.get("parts") or {}).items():
             if part["restarts"]:
-                reason = output.escape(part["last_exit"] or "?")
-                output.show(f"  {name}: restarted {part['restarts']}×, last down: {reason}")
+                output.show(
+                    output.markup(
+                        "  {}: restarted {}×, last down: {}", name, part["restarts"], part["last_exit"] or "?"
+                    )
+                )
         if any(ok != "up" for ok in parts.values()):
             output.warn("part of the platform is down: the daemon restarts it; `ethixctl up` does it at once")
+    alerts = data.get("alerts")
+    if alerts is None:
+        output.warn("Prometheus did not list its alerts: firing alerts unknown")
+    elif alerts:
+        table = output.table(
+            title=output.markup("[bold red]firing alerts[/]"),
+            show_header=True,
+            header_style="bold",
+        )
+        for column in ("alert", "revision", "since", "summary", "runbook"):
+            table.add_column(column)
+        for alert in alerts:
+            table.add_row(
+                output.markup("[red]{}[/red]", alert["name"]),
+                alert["revision"] or alert["service"] or "",
+                alert["since"],
+                alert["summary"],
+                alert["runbook"] or "",
+            )
+        output.show(table)
     for svc in data["services"]:
-        output.show(f"\n[bold]{svc['name']}[/bold]  {svc['url']}")
+        output.show(output.markup("\n[bold]{}[/bold]  {}", svc["name"], svc["url"]))
         release = svc.get("release_in_progress")
         if release:
             output.warn(
@@ -64,7 +87,7 @@ def _render(data: dict[str, Any]) -> None:
                 f"`ethixctl release {svc['name']} --resume` continues it, "
                 f"`ethixctl rollback {svc['name']}` ends it"
             )
-        table = Table(show_header=True, header_style="bold")
+        table = output.table(show_header=True, header_style="bold")
         for column in (
             "revision", "traffic", "tags", "ready", "instances", "restarts", "prometheus", "image", "message"
         ):  # fmt: skip
@@ -75,7 +98,7 @@ def _render(data: dict[str, Any]) -> None:
                 rev["name"],
                 f"{rev['percent']}%",
                 tags,
-                "[green]yes[/green]" if rev["ready"] else "[red]no[/red]",
+                _readiness(rev),
                 _instances(rev),
                 "" if rev["restarts"] is None else str(rev["restarts"]),
                 rev["prometheus"],
@@ -84,6 +107,15 @@ def _render(data: dict[str, Any]) -> None:
                 rev["message"],
             )
         output.show(table)
+
+
+def _readiness(revision: dict[str, Any]) -> Text:
+    if not revision["ready"]:
+        return output.markup("[red]no[/red]")
+    # Deployed and started, but its readiness probe fails: the router sends it nothing.
+    if revision.get("serving") is False:
+        return output.markup("[yellow]not serving[/yellow]")
+    return output.markup("[green]yes[/green]")
 
 
 def _instances(rev: dict[str, Any]) -> str:

@@ -46,7 +46,6 @@ def command(
 
       ethixctl up --idle-timeout 60     # tagged revisions at 0% scale to zero after a minute
     """
-    output.configure(json_mode=json)
     from ethixctl.config import local_state_dir
     from ethixctl.platform import lifecycle
 
@@ -95,10 +94,8 @@ def command(
     if json:
         output.emit_json(data)
         return
-    from rich.table import Table
-
     output.success("platform " + data["status"] + f" (state dir {directory})")
-    table = Table(show_header=True, header_style="bold")
+    table = output.table(show_header=True, header_style="bold")
     table.add_column("part")
     table.add_column("URL")
     for name, url in info["services"].items():

@@ -33,10 +33,10 @@ import httpx
 from ethixctl import procs
 from ethixctl.errors import EthixError, from_os_error
 from ethixctl.exitcodes import ExitCode
-from ethixctl.platform import images, state
+from ethixctl.platform import images, manifests, state
 from ethixctl.platform.parts import Part, PartSupervisor
 from ethixctl.platform.prometheus import PrometheusServer
-from ethixctl.platform.router import Router
+from ethixctl.platform.router import CaddyPart, Router
 from ethixctl.platform.state import SEEDED
 from ethixctl.platform.supervisor import IDLE_TIMEOUT
 
@@ -53,9 +53,29 @@ DEFAULT_PORTS = {
 INTERNAL_PORTS = ("router_split_admin", "activator")
 READY_TIMEOUT = 240.0
 SUPERVISE_EVERY = 0.1
+# How often the ports actually held (a part or the control plane may have moved one) go to ports.json.
+RECORD_PORTS_EVERY = 1.0
 CONTROL_PLANE_MODULE = "ethixctl.platform.controlplane"
 # Parts a new daemon takes over when they still run (the control plane exits with its daemon).
 ADOPTABLE = ("router-split", "router-edge", "prometheus")
+# Seconds between scheduled snapshots; overrides the DR playbook (seconds in demos and tests).
+SNAPSHOT_INTERVAL_VAR = "ETHIXCTL_SNAPSHOT_INTERVAL"
+
+
+def snapshot_interval() -> float:
+    """The local snapshot schedule: ETHIXCTL_SNAPSHOT_INTERVAL, else the DR playbook's for ``local``."""
+    from ethixctl.dr import playbook
+
+    override = os.environ.get(SNAPSHOT_INTERVAL_VAR)
+    if override:
+        try:
+            seconds = float(override)
+        except ValueError:
+            seconds = 0.0
+        if seconds <= 0:
+            raise EthixError(f"{SNAPSHOT_INTERVAL_VAR} must be a positive number of seconds")
+        return seconds
+    return playbook.load().snapshot_every("local")
 
 
 def choose_ports(state_dir: Path, free_only: bool) -> dict[str, int]:
@@ -85,17 +105,24 @@ class ControlPlanePart:
 
     name = "control-plane"
 
-    def __init__(self, state_dir: Path, port: int, idle_timeout: float):
+    def __init__(self, state_dir: Path, port: int, idle_timeout: float, snapshot_every: float):
         self.state_dir = state_dir
         self.url = f"http://127.0.0.1:{port}"
         self.idle_timeout = idle_timeout
+        self.snapshot_every = snapshot_every
         self.process: procs.Process | None = None
 
     def start(self, timeout: float = 60.0) -> None:
         argv = [sys.executable, "-m", CONTROL_PLANE_MODULE, "--state-dir", str(self.state_dir)]
         self.process = procs.start(
             self.name,
-            [*argv, "--idle-timeout", f"{self.idle_timeout:g}"],
+            [
+                *argv,
+                "--idle-timeout",
+                f"{self.idle_timeout:g}",
+                "--snapshot-every",
+                f"{self.snapshot_every:g}",
+            ],
             log_path=self.state_dir / "logs" / "controlplane.log",
         )
         procs.wait_http(self.url + "/healthz", timeout=timeout, process=self.process)
@@ -120,7 +147,10 @@ class Daemon:
             self.ports = choose_ports(state_dir, free_ports)
         self.router = Router(state_dir, self.ports["router_admin"], self.ports["router_split_admin"])
         self.prometheus = PrometheusServer(state_dir, self.ports["prometheus"])
-        self.control_plane = ControlPlanePart(state_dir, self.ports["control_plane"], idle_timeout)
+        # Checked here, so that a bad ETHIXCTL_SNAPSHOT_INTERVAL fails `up` instead of every control plane.
+        self.control_plane = ControlPlanePart(
+            state_dir, self.ports["control_plane"], idle_timeout, snapshot_interval()
+        )
         # In start order: the split before the edge that proxies to it, the control plane last (it
         # programs the router and writes Prometheus's targets).
         self.parts: list[Part] = [self.router.split, self.router.edge, self.prometheus, self.control_plane]
@@ -154,6 +184,29 @@ class Daemon:
             self._platform["pids"] = pids
             state.write_json(self.state_dir / state.PLATFORM_FILE, self._platform)
 
+    def _record_held_ports(self) -> None:
+        """Ports are preferences until held (another platform may have bound the same one at the same
+        moment): record the ones the platform ended up with. The router's parts move their admin port
+        themselves; the control plane moves a service's listener and writes the port it holds in
+        ``runtime.json``."""
+        held = {
+            "router_admin": self.router.edge.admin_port,
+            "router_split_admin": self.router.split.admin_port,
+        }
+        runtime = state.read_json(self.state_dir / state.RUNTIME_FILE) or {}
+        for name, url in (runtime.get("services") or {}).items():
+            if name in SEEDED and isinstance(url, str):
+                held[name] = int(url.rsplit(":", 1)[1])
+        if all(self.ports.get(name) == port for name, port in held.items()):
+            return
+        self.ports.update(held)
+        state.write_json(self.state_dir / state.PORTS_FILE, dict(self.ports))
+        self._update(
+            ports=self.ports,
+            router_admin_url=self.router.admin_url,
+            services={name: f"http://127.0.0.1:{self.ports[name]}" for name in SEEDED},
+        )
+
     def phase(self, text: str) -> None:
         _log(text)
         self._update(phase=text)
@@ -172,14 +225,21 @@ class Daemon:
                 continue
             self.phase(f"starting {part.name}")
             part.start()
+            self._record_held_ports()  # before the control plane starts: it reads ports.json
         self._update(adopted=self.adopted)
         self.phase("deploying " + ", ".join(SEEDED))
         self._seed(refs)
+        self._record_held_ports()
         self.phase("waiting for the services to be ready")
         self._wait_serving()
         self._update(status="ready", phase="ready", ready_at=datetime.now(UTC).isoformat())
         _log("platform ready")
+        next_record = time.monotonic()
         while not self.stop_requested.wait(SUPERVISE_EVERY):
+            if time.monotonic() >= next_record:
+                next_record = time.monotonic() + RECORD_PORTS_EVERY
+                with contextlib.suppress(OSError, ValueError):
+                    self._record_held_ports()
             if self.repair_requested.is_set():
                 self.repair_requested.clear()
                 self.supervisor.restart_dead_now()
@@ -205,6 +265,8 @@ class Daemon:
         if process is None:
             return False
         part.process = process
+        if isinstance(part, CaddyPart):
+            part.adopt_admin_port()
         return True
 
     def _retire_orphaned_control_plane(self) -> None:
@@ -232,7 +294,7 @@ class Daemon:
         def create(name: str, env: dict[str, str]) -> None:
             try:
                 CloudRun(PROJECT, REGION, self.control_plane.url).create_service(
-                    name, refs[name], env, timeout=READY_TIMEOUT
+                    name, refs[name], env, timeout=READY_TIMEOUT, container=manifests.container(name)
                 )
             except Exception as exc:
                 errors.append(f"{name}: {exc.message if isinstance(exc, EthixError) else exc}")

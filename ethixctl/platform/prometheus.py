@@ -4,22 +4,108 @@ The config is written as JSON (valid YAML); the targets file is rewritten atomic
 revisions come and go, and Prometheus picks it up without a restart. The daemon starts (and restarts)
 the process, the control plane writes the targets: the file is what they share, so a restarted
 Prometheus comes back with its targets. The TSDB lives in the state dir, so a restart keeps its data.
+It evaluates the alerting rules of ``playbooks/alerts.yaml`` (a copy in the state dir;
+``ETHIXCTL_ALERT_FOR`` shortens every ``for:`` for tests and drills).
+
+Recording rules also publish the services' metrics under Cloud Run's built-in names
+(``run_googleapis_com:request_count``, ``run_googleapis_com:request_latencies_*`` in milliseconds,
+labelled ``service_name``, ``revision_name``, ``response_code``, ``response_code_class``;
+``run_googleapis_com:container_cpu_utilizations_sum``/``_count``), so the release gates' ``cloudrun``
+metric source runs here against real traffic too. Like Cloud Run's, they leave out health probes and
+scrapes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
 
-from ethixctl import procs
-from ethixctl.errors import PlatformUnavailable
+import yaml
+
+from ethixctl import PLAYBOOKS, procs
+from ethixctl.errors import PlatformUnavailable, UsageError
 from ethixctl.files import write_atomic
 
 INSTALL_HINT = "install it: apt-get install -y --no-install-recommends prometheus"
 SCRAPE_INTERVAL = "1s"
+ALERT_RULES = PLAYBOOKS / "alerts.yaml"
+ALERT_FOR_ENV = "ETHIXCTL_ALERT_FOR"
+RULES_FILE = "cloudrun_rules.json"
+_SERVED = 'route!~"/health/.*|/metrics"'
+_CLOUD_RUN_LABELS = "service_name, revision_name, response_code, response_code_class"
+_CPU_LABELS = "service_name, revision_name"
+
+
+def _as_cloud_run(selector: str) -> str:
+    """``selector`` with the app's labels copied to Cloud Run's names (status 503 → class 5xx)."""
+    expr = selector
+    for target, replacement, source, regex in (
+        ("service_name", "$1", "service", "(.*)"),
+        ("revision_name", "$1", "revision", "(.*)"),
+        ("response_code", "$1", "status", "(.*)"),
+        ("response_code_class", "${1}xx", "status", "([0-9]).*"),
+    ):
+        expr = f'label_replace({expr}, "{target}", "{replacement}", "{source}", "{regex}")'
+    return expr
+
+
+def _le_in_milliseconds(expr: str) -> str:
+    """Bucket bounds ×1000 by moving the decimal point (bounds with up to 3 decimals, as ours are)."""
+    for replacement, regex in (
+        ("${1}000", "([0-9]+)"),
+        ("${1}${2}00", "([0-9]+)[.]([0-9])"),
+        ("${1}${2}0", "([0-9]+)[.]([0-9]{2})"),
+        ("${1}${2}", "([0-9]+)[.]([0-9]{3})"),
+        ("$1", "0+([0-9]+)"),  # 0.005 → 0005 → 5
+    ):
+        expr = f'label_replace({expr}, "le", "{replacement}", "le", "{regex}")'
+    return expr
+
+
+def cloud_run_rules() -> dict[str, object]:
+    def served(name: str) -> str:
+        return _as_cloud_run(f"{name}{{{_SERVED}}}")
+
+    rules = [
+        ("request_count", f"sum by ({_CLOUD_RUN_LABELS}) ({served('http_requests_total')})"),
+        (
+            "request_latencies_bucket",
+            f"sum by ({_CLOUD_RUN_LABELS}, le)"
+            f" ({_le_in_milliseconds(served('http_request_duration_seconds_bucket'))})",
+        ),
+        (
+            "request_latencies_sum",
+            f"1000 * sum by ({_CLOUD_RUN_LABELS}) ({served('http_request_duration_seconds_sum')})",
+        ),
+        (
+            "request_latencies_count",
+            f"sum by ({_CLOUD_RUN_LABELS}) ({served('http_request_duration_seconds_count')})",
+        ),
+        # Cloud Run's CPU utilization is a distribution of per-instance samples (1.0 = every vCPU of the
+        # instance busy). As counters: the sum grows by each instance's utilization and the count by one
+        # sample per instance per second, so rate(sum) / rate(count) is the mean utilization over a window.
+        (
+            "container_cpu_utilizations_sum",
+            f"sum by ({_CPU_LABELS}) ({_as_cloud_run('process_cpu_seconds_total / ethix_cpu_limit_cores')})",
+        ),
+        (
+            "container_cpu_utilizations_count",
+            f"sum by ({_CPU_LABELS})"
+            f" ({_as_cloud_run('(time() - process_start_time_seconds) and ethix_cpu_limit_cores')})",
+        ),
+    ]
+    return {
+        "groups": [
+            {
+                "name": "cloud-run-builtin-metrics",
+                "rules": [{"record": f"run_googleapis_com:{name}", "expr": expr} for name, expr in rules],
+            }
+        ]
+    }
 
 
 def find_prometheus() -> Path:
@@ -63,8 +149,10 @@ class PrometheusServer:
     def start(self, timeout: float = 60.0) -> None:
         binary = find_prometheus()
         self.home.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.home / RULES_FILE, json.dumps(cloud_run_rules(), indent=2))
         config = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+            "rule_files": [str(self.home / RULES_FILE), str(self._write_alert_rules())],
             "scrape_configs": [
                 {
                     "job_name": "revisions",
@@ -93,6 +181,20 @@ class PrometheusServer:
             cwd=self.home,
         )
         procs.wait_http(self.url + "/-/ready", timeout=timeout, process=self.process)
+
+    def _write_alert_rules(self) -> Path:
+        rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+        shorter = os.environ.get(ALERT_FOR_ENV)
+        if shorter and not re.fullmatch(r"[0-9]+(ms|s|m|h)", shorter):
+            raise UsageError(f"{ALERT_FOR_ENV}={shorter!r} is not a Prometheus duration (e.g. 2s)")
+        if shorter:
+            for group in rules["groups"]:
+                for rule in group["rules"]:
+                    if "for" in rule:
+                        rule["for"] = shorter
+        path = self.home / "alerts.yml"
+        write_atomic(path, json.dumps(rules, indent=2))
+        return path
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()

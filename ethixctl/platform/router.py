@@ -39,16 +39,37 @@ admin API, and a Caddy always starts with ``caddy run --config`` on its file: a 
 comes back with the current listeners, split and tags, and a change made while one restarts is loaded
 once it answers again. ``caddy/router.json`` keeps the listeners and their internal ports, so a
 restarted control plane goes on with the same ports.
+
+Ports. SO_REUSEPORT also means that two Caddy processes given the same port (two platforms started at
+the same moment by different processes, each having found the port free) both bind it without an
+error, and the kernel splits the connections between them: requests to one platform reach the other,
+and one platform's admin calls can program the other's Caddy. So a port counts as held only once the
+kernel's socket tables show this platform's Caddy as its only listener (``procs.port_holding``):
+
+* the admin port, by the part itself each time it starts (the daemon's first start and every
+  supervised restart): a shared or taken one is replaced by a fresh one and Caddy started again on it.
+  The part records the pid and admin port it holds in ``caddy/<part>.holder.json``, which is how the
+  programming side (the control plane, another process) finds it, and how the daemon records the port
+  in ``ports.json``. The control plane checks the admin port is still held by that pid before each
+  ``/load``, so its configuration never goes to another platform's Caddy.
+* the listener ports, by the programming side after every ``/load``: a port found shared, or already
+  taken by another program (the load fails with "address already in use"), is replaced by a fresh one
+  and the config loaded again; every port here is a preference, so callers read the ports actually
+  held back (``admin_port``, ``listeners()``). A part restarted on its file may find one of its
+  listener ports taken meanwhile: it comes back without that listener rather than not at all, and the
+  control plane, which re-checks the ports of a part whose pid changed (``confirm``), moves it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +80,10 @@ from ethixctl import procs
 from ethixctl.errors import EthixError, PlatformUnavailable
 from ethixctl.files import write_atomic
 from ethixctl.platform.state import read_json, write_json
+
+# How many fresh ports to try before giving up when the ones chosen turn out to be held by others.
+PORT_ATTEMPTS = 8
+_BIND_FAILED = re.compile(r"127\.0\.0\.1:(\d+): bind: address already in use")
 
 # Edge → split hop: how a request that met a split swap is replayed (see the module docstring).
 EDGE_RETRIES = 20
@@ -165,7 +190,9 @@ class CaddyPart:
         self.name = name
         self.state_dir = state_dir
         self.admin_port = admin_port
-        self.config_path = state_dir / "caddy" / f"{name.removeprefix('router-')}.json"
+        short = name.removeprefix("router-")
+        self.config_path = state_dir / "caddy" / f"{short}.json"
+        self.holder_path = state_dir / "caddy" / f"{short}.holder.json"
         self.process: procs.Process | None = None
 
     @property
@@ -173,11 +200,41 @@ class CaddyPart:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start Caddy on its last configuration (an empty one the first time)."""
+        """Start Caddy on its last configuration (an empty one the first time), on an admin port it
+        alone holds: a fresh admin port until it does (see "Ports" in the module docstring)."""
         home = self.state_dir / "caddy"
         home.mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            write_atomic(self.config_path, json.dumps(_caddy_config(self.admin_port, {})))
+        for _ in range(PORT_ATTEMPTS):
+            config = read_json(self.config_path) or _caddy_config(self.admin_port, {})
+            config["admin"] = _caddy_config(self.admin_port, {})["admin"]
+            write_atomic(self.config_path, json.dumps(config, indent=1))
+            try:
+                self._launch(home, timeout)
+            except EthixError as exc:
+                taken = {int(port) for port in _BIND_FAILED.findall(f"{exc.message} {exc.hint}")}
+                if not taken:
+                    raise
+                self.stop()
+                if self.admin_port in taken:
+                    self.admin_port = procs.free_port()
+                else:  # a listener port another program took while this Caddy was down
+                    self._drop_listeners(config, taken)
+                continue
+            assert self.process is not None
+            holding = procs.port_holding(self.process.pid, [self.admin_port])
+            if holding is None or holding.exclusive:
+                record = {
+                    "pid": self.process.pid,
+                    "started": self.process.started,
+                    "admin_port": self.admin_port,
+                }
+                write_json(self.holder_path, record)
+                return
+            self.stop()
+            self.admin_port = procs.free_port()
+        raise EthixError(f"{self.name} found no admin port it could hold alone after {PORT_ATTEMPTS} tries")
+
+    def _launch(self, home: Path, timeout: float) -> None:
         # The config path puts the state dir in the command line: that is how a stale pid is recognised.
         self.process = procs.start(
             self.name,
@@ -191,6 +248,35 @@ class CaddyPart:
         )
         procs.wait_http(self.admin_url + "/config/", timeout=timeout, process=self.process)
 
+    def _drop_listeners(self, config: dict[str, Any], taken: set[int]) -> None:
+        servers = config["apps"]["http"]["servers"]
+        for name, server in list(servers.items()):
+            if {_port(address) for address in server["listen"]} & taken:
+                del servers[name]
+        write_atomic(self.config_path, json.dumps(config, indent=1))
+
+    def holder(self) -> int | None:
+        """The pid of the running Caddy of this part, or None while there is none (down, restarting).
+
+        In the daemon (and tests) that is the process it started; elsewhere (the control plane) the one
+        ``caddy/<part>.holder.json`` records, whose admin port this part then takes."""
+        if self.process is not None:
+            return self.process.pid if self.process.alive() else None
+        record = read_json(self.holder_path) or {}
+        pid, admin_port = record.get("pid"), record.get("admin_port")
+        if not isinstance(pid, int) or not isinstance(admin_port, int):
+            return None
+        if procs.adopt(self.name, pid, record.get("started")) is None:
+            return None
+        self.admin_port = admin_port
+        return pid
+
+    def adopt_admin_port(self) -> None:
+        """An adopted Caddy (a previous daemon's) keeps the admin port its holder record names."""
+        record = read_json(self.holder_path) or {}
+        if self.process is not None and record.get("pid") == self.process.pid:
+            self.admin_port = int(record["admin_port"])
+
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()
 
@@ -200,10 +286,10 @@ class CaddyPart:
 
 
 class Router:
-    def __init__(self, state_dir: Path, admin_port: int, split_admin_port: int):
+    def __init__(self, state_dir: Path, admin_port: int, split_admin_port: int | None = None):
         self.state_dir = state_dir
         self.edge = CaddyPart(EDGE, state_dir, admin_port)  # the stable, public side
-        self.split = CaddyPart(SPLIT, state_dir, split_admin_port)
+        self.split = CaddyPart(SPLIT, state_dir, split_admin_port or procs.free_port())
         self._state_path = state_dir / "caddy" / "router.json"
         saved = read_json(self._state_path) or {}
         self._listeners: dict[str, Listener] = {
@@ -216,7 +302,22 @@ class Router:
             procs.claim_port(port)
         self._programmed = dict(self._listeners)  # as last sent to the split Caddy
         self._loaded: dict[str, dict[str, Any] | None] = {}  # part -> config it runs (read once, then kept)
+        self._confirmed: dict[str, int] = {}  # part -> the pid last seen holding all its ports
+        self._loaded_by: dict[str, int] = {}  # part -> the pid `_loaded` was read from
         self._lock = threading.Lock()
+
+    @property
+    def admin_port(self) -> int:
+        """The edge's admin port as held (it may have moved from the one asked for)."""
+        return self.edge.admin_port
+
+    @property
+    def pid(self) -> int:
+        """The edge Caddy's pid."""
+        pid = self.edge.holder()
+        if pid is None:
+            raise PlatformUnavailable(f"the router ({EDGE}) is not running")
+        return pid
 
     @property
     def admin_url(self) -> str:
@@ -334,41 +435,99 @@ class Router:
         """Program both Caddys, each only when its configuration changed.
 
         Order: the split Caddy first, so that a new public listener finds its inner one, and a
-        listener being removed keeps its inner listener until the edge no longer uses it.
+        listener being removed keeps its inner listener until the edge no longer uses it. Every load
+        is confirmed (see "Ports" above); a port held by others is replaced and the whole pass redone.
         """
-        retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
-        for name in self._listeners:
-            if name not in self._inner_ports:
-                self._inner_ports[name] = procs.free_port()
-        self._save()
-        self._load(self.split, self.split_config({**retiring, **self._listeners}))
-        self._load(self.edge, self.edge_config())
-        if retiring:
-            for name in retiring:
-                self._inner_ports.pop(name, None)
+        for _ in range(PORT_ATTEMPTS):
+            retiring = {n: lsn for n, lsn in self._programmed.items() if n not in self._listeners}
+            for name in self._listeners:
+                if name not in self._inner_ports:
+                    self._inner_ports[name] = procs.free_port()
             self._save()
-            self._load(self.split, self.split_config(self._listeners))
-        self._programmed = dict(self._listeners)
+            if not self._load_held(
+                self.split, self.split_config({**retiring, **self._listeners}), self._move_inner
+            ):
+                continue
+            if not self._load_held(self.edge, self.edge_config(), self._move_public):
+                continue
+            if retiring:
+                for name in retiring:
+                    self._inner_ports.pop(name, None)
+                self._save()
+                if not self._load_held(self.split, self.split_config(self._listeners), self._move_inner):
+                    continue
+            self._programmed = dict(self._listeners)
+            return
+        raise EthixError(
+            f"the router found no listener ports it could hold alone after {PORT_ATTEMPTS} tries"
+        )
+
+    def confirm(self) -> bool:
+        """Check the ports of a part that restarted since its last load (its pid changed); move those
+        it no longer holds alone and load again. True when a listener's public port moved."""
+        with self._lock:
+            before = {name: lsn.port for name, lsn in self._listeners.items()}
+            for part in self.parts:
+                pid = part.holder()
+                if pid is None or self._confirmed.get(part.name) == pid:
+                    continue
+                config = self.split_config() if part is self.split else self.edge_config()
+                holding = procs.port_holding(pid, _listen_ports(config))
+                if holding is None or holding.exclusive:
+                    self._confirmed[part.name] = pid
+                    continue
+                self._loaded.pop(part.name, None)  # it may run less than its file (a listener dropped)
+                self._apply()
+            return before != {name: lsn.port for name, lsn in self._listeners.items()}
+
+    def _load_held(self, part: CaddyPart, config: dict[str, Any], move: Callable[[int], None]) -> bool:
+        """Load ``config`` and confirm that this Caddy alone holds its listener ports. False after
+        replacing the ports held by others (``move(port)``)."""
+        pid, taken = self._load(part, config)
+        holding = procs.port_holding(pid, _listen_ports(config))
+        if holding is not None:
+            taken |= holding.shared | holding.missing
+        for port in taken:
+            move(port)
+        if not taken:
+            self._confirmed[part.name] = pid
+        return not taken
+
+    def _move_inner(self, port: int) -> None:
+        for name, inner in list(self._inner_ports.items()):
+            if inner == port:
+                self._inner_ports[name] = procs.free_port()
+
+    def _move_public(self, port: int) -> None:
+        for name, listener in list(self._listeners.items()):
+            if listener.port == port:
+                self._listeners[name] = Listener(procs.free_port(), dict(listener.upstreams), listener.wake)
 
     def _save(self) -> None:
         write_json(
             self._state_path,
             {
                 "listeners": {
-                    name: {"port": lsn.port, "upstreams": lsn.upstreams}
+                    name: {"port": lsn.port, "upstreams": lsn.upstreams, "wake": lsn.wake}
                     for name, lsn in self._listeners.items()
                 },
                 "inner_ports": self._inner_ports,
             },
         )
 
-    def _load(self, part: CaddyPart, config: dict[str, Any]) -> None:
-        """The file first (what a restart starts from), then the running Caddy unless it has it already."""
+    def _load(self, part: CaddyPart, config: dict[str, Any]) -> tuple[int, set[int]]:
+        """The file first (what a restart starts from), then the running Caddy unless it has it already.
+
+        Returns the Caddy's pid and the listener ports another program already holds (Caddy keeps its
+        old config then)."""
+        pid = self._await_holder(part)
+        config = {**config, "admin": _caddy_config(part.admin_port, {})["admin"]}
         write_atomic(part.config_path, json.dumps(config, indent=1))
-        if part.name not in self._loaded:
-            self._loaded[part.name] = _running_config(part.admin_url)
+        if part.name not in self._loaded or self._loaded_by.get(part.name) != pid:
+            self._loaded[part.name] = _running_config(part.admin_url)  # a restarted Caddy runs its file
+            self._loaded_by[part.name] = pid
         if self._loaded[part.name] == config:
-            return
+            return pid, set()
         self._loaded[part.name] = None
         deadline = time.monotonic() + RESTART_WAIT
         while True:
@@ -382,11 +541,40 @@ class Router:
                         f"the router ({part.name}, admin at {part.admin_url}) is unreachable: {exc}"
                     ) from None
                 time.sleep(0.1)
-        if response.status_code != 200:
-            raise EthixError(
-                f"the router rejected its configuration: HTTP {response.status_code}: {response.text}"
-            )
-        self._loaded[part.name] = config
+                pid = self._await_holder(part)
+        if response.status_code == 200:
+            self._loaded[part.name] = config
+            return pid, set()
+        taken = {int(port) for port in _BIND_FAILED.findall(response.text)}
+        if taken:
+            return pid, taken
+        raise EthixError(
+            f"the router rejected its configuration: HTTP {response.status_code}: {response.text}"
+        )
+
+    def _await_holder(self, part: CaddyPart) -> int:
+        """The pid of the part's Caddy once it runs and alone holds its admin port, so that a load never
+        goes to another platform's Caddy. A Caddy found sharing it is stopped: its supervisor starts it
+        again on an admin port of its own. Waits RESTART_WAIT for a part being restarted."""
+        deadline = time.monotonic() + RESTART_WAIT
+        while True:
+            pid = part.holder()
+            if pid is not None:
+                holding = procs.port_holding(pid, [part.admin_port])
+                if holding is None or holding.exclusive:
+                    return pid
+                if part.process is None:  # not ours to restart in place: the daemon's supervision does
+                    procs.stop_pid(pid)
+                else:
+                    part.stop()
+                    part.start()
+                    continue
+            if time.monotonic() > deadline:
+                raise PlatformUnavailable(
+                    f"the router ({part.name}) is not running, or not on an admin port of its own",
+                    hint="`ethixctl up` restarts it",
+                )
+            time.sleep(0.1)
 
 
 def _caddy_config(admin_port: int, servers: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +583,18 @@ def _caddy_config(admin_port: int, servers: dict[str, Any]) -> dict[str, Any]:
         "logging": {"logs": {"default": {"level": "WARN"}}},
         "apps": {"http": {"servers": servers}},
     }
+
+
+def _listen_ports(config: dict[str, Any]) -> list[int]:
+    return [
+        _port(address)
+        for server in config["apps"]["http"]["servers"].values()
+        for address in server["listen"]
+    ]
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
 def _running_config(admin_url: str) -> dict[str, Any] | None:

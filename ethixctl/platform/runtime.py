@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+from ethixctl.platform.probes import Probes
 
 
 class RevisionState(StrEnum):
@@ -24,6 +26,7 @@ class RevisionSpec:
     configuration: str
     image: str
     env: dict[str, str]
+    probes: Probes = field(default_factory=Probes)
 
 
 @dataclass

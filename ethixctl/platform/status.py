@@ -11,20 +11,38 @@ from ethixctl.platform.images import service_id
 
 def collect(environment: Environment, only: str | None = None) -> dict[str, Any]:
     from ethixctl.adapters.cloudrun import CloudRun
-    from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable
+    from ethixctl.adapters.prometheus import PrometheusUnavailable, QueryError, open_prometheus
 
     cloudrun = CloudRun(environment.project, environment.region, environment.run_endpoint)
     services = [cloudrun.get_service(service_id(only))] if only else cloudrun.list_services()
 
     targets: dict[str, str] = {}
+    alerts: list[dict[str, Any]] | None = []
     prometheus_up = True
     try:
-        with Prometheus(environment.prometheus_url, timeout=2.0) as prometheus:
+        with open_prometheus(environment, budget=2.5) as prometheus:
             for target in prometheus.targets():
                 if "revision" in target.labels:
                     targets[target.labels["revision"]] = target.health
-    except PrometheusUnavailable:
+            alerts = [
+                {
+                    "name": alert.name,
+                    "service": alert.labels.get("service"),
+                    "revision": alert.labels.get("revision"),
+                    "severity": alert.labels.get("severity"),
+                    "summary": alert.annotations.get("summary", ""),
+                    "runbook": alert.annotations.get("runbook"),
+                    "since": alert.active_at,
+                }
+                for alert in prometheus.alerts()
+                if alert.state == "firing"
+                and (only is None or alert.labels.get("service") == service_id(only))
+            ]
+    # Managed Prometheus has no targets or alerts API (QueryError): status then shows no scrape health
+    # and no alerts (Cloud Monitoring alerting has those).
+    except (PrometheusUnavailable, QueryError):
         prometheus_up = False
+        alerts = None  # unknown, which is not the same as none firing
 
     runtime: dict[str, Any] = {}
     platform: dict[str, str] | None = None
@@ -68,6 +86,9 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                     "restarts": local.get("restarts"),
                     "cold_starts": local.get("cold_starts"),
                     "last_cold_start_seconds": local.get("last_cold_start_seconds"),
+                    # local platform: False while its readiness probe fails (no traffic reaches it)
+                    "serving": local.get("serving"),
+                    "probes": local.get("probes"),
                     "message": rev.message,
                     "image": rev.image,
                     "created": rev.create_time.isoformat() if rev.create_time else None,
@@ -92,6 +113,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         "platform": platform,
         "parts": parts,
         "prometheus_url": environment.prometheus_url,
+        "alerts": alerts,
         "services": out,
     }
 
@@ -100,13 +122,14 @@ def _releases_in_progress(environment: Environment, services: list[str]) -> dict
     """Releases the ledger records as unfinished: a running canary, or one interrupted mid-way."""
     if not (environment.state_dir / "ledger.db").exists():
         return {}
-    from ethixctl.release.ledger import Ledger
+    from ethixctl.ops.ledger import Ledger
+    from ethixctl.release import releases
 
     ledger = Ledger(environment.state_dir)
     try:
         found = {}
         for service in services:
-            release = ledger.in_progress(service, environment.name)
+            release = releases.in_progress(ledger, service, environment.name)
             if release is not None:
                 found[service] = {
                     "id": release.id,

@@ -1,8 +1,9 @@
 """LocalRuntime: revisions as real uvicorn processes behind the Caddy router, scraped by Prometheus.
 
-A monitor thread probes starting revisions (READY once ``/health/startup`` answers 200) and restarts
-crashed ones with exponential backoff, on the same port when it is still free so the router keeps
-pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
+A monitor thread probes revisions with the probes of their template (:mod:`ethixctl.platform.probes`:
+READY once the startup probe passes; no traffic while readiness fails; restarted when liveness fails)
+and restarts crashed ones with exponential backoff, on the same port when it is still free so the
+router keeps pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
 only, never to argv, logs or messages.
 
 Scale to zero, as Cloud Run does: a revision left with 0% and no tag is stopped as soon as the traffic
@@ -32,6 +33,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,11 +44,11 @@ import httpx
 from ethixctl import procs
 from ethixctl.errors import EthixError, UsageError
 from ethixctl.platform import images, state
+from ethixctl.platform.probes import Kind, Probe, Probes, Tracker
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Listener, Router
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatus
 
-STARTUP_TIMEOUT = 120.0
 # A revision that dies this many times before it ever became ready is FAILED, like a Cloud Run deploy.
 MAX_EARLY_CRASHES = 3
 MAX_BACKOFF = 30.0
@@ -55,6 +57,7 @@ _TAG_SEPARATOR = "--tag--"
 # Cloud Run keeps an idle instance for up to 15 minutes; a laptop is shorter of memory than Google.
 IDLE_TIMEOUT = 300.0
 IDLE_CHECK_EVERY = 2.0
+ROUTER_CHECK_EVERY = 1.0
 _RUNNING = (RevisionState.STARTING, RevisionState.READY)
 
 
@@ -81,6 +84,11 @@ class _Revision:
     cold_start_began: float | None = None
     cold_starts: int = 0
     last_cold_start: float | None = None
+    tracker: Tracker | None = None
+    # False while its readiness probe fails: the router sends it nothing
+    serving: bool = True
+    # why the runtime stopped the process (a failed liveness probe), shown while it restarts
+    killed_for: str | None = None
 
     @property
     def address(self) -> str:
@@ -127,7 +135,10 @@ class LocalRuntime:
         self._notifier_done = threading.Event()
         self._http = httpx.Client(timeout=0.5)
         self._activator = _Activator(self, activator_port or procs.free_port())
+        self._next_router_check = 0.0
         self._adopt()
+        # Readiness and liveness probes run here, so one slow revision does not delay the others.
+        self._probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
         self._monitor = threading.Thread(target=self._monitor_loop, name="revision-monitor", daemon=True)
         self._notifier = threading.Thread(target=self._notify_loop, name="runtime-notify", daemon=True)
         self._monitor.start()
@@ -158,8 +169,9 @@ class LocalRuntime:
             revision.cwd = image.path
             self._spawn(revision)
 
-    def wake(self, revision: str, timeout: float = STARTUP_TIMEOUT) -> str | None:
-        """Start a revision scaled to zero and wait for its startup probe: None once it serves, else why."""
+    def wake(self, revision: str) -> str | None:
+        """Start a revision scaled to zero and wait for its startup probe (within the probe's budget):
+        None once it serves, else why."""
         with self._lock:
             rev = self._revisions.get(revision)
             if rev is None:
@@ -171,6 +183,7 @@ class LocalRuntime:
                         return f"{revision}: its environment is not known to this runtime"
                     self._attach_spec(rev, spec)
                 self._cold_start(rev)
+            timeout = rev.spec.probes.startup.budget
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self._closing.is_set():
             with self._lock:
@@ -220,6 +233,8 @@ class LocalRuntime:
                 self._service_ports[service] = procs.free_port()
             if service not in self.router.listeners():
                 self.router.set_listener(service, self._service_ports[service], {})
+                self._hold_router_ports()
+                self._changed()
             return f"http://127.0.0.1:{self._service_ports[service]}"
 
     def stop_revision(self, revision: str) -> None:
@@ -240,23 +255,6 @@ class LocalRuntime:
 
     # -- for the daemon, status and tests ----------------------------------------------------------
 
-    def reprogram_router(self) -> None:
-        """Re-send every listener, e.g. after the router was restarted."""
-        with self._lock:
-            for service in set(self._service_ports) | set(self._traffic):
-                if service in self._traffic:
-                    self._program(service)
-                else:
-                    self.router.set_listener(service, self._service_ports[service], {})
-
-    def reregister_targets(self) -> None:
-        if self.prometheus is None:
-            return
-        with self._lock:
-            for name, rev in self._revisions.items():
-                if rev.ever_ready and rev.state is not RevisionState.STOPPED:
-                    self.prometheus.set_target(rev.spec.service, name, rev.address)
-
     def snapshot(self) -> dict[str, Any]:
         """What runs where: written to the state dir for ``status`` and ``down``."""
         with self._lock:
@@ -273,6 +271,8 @@ class LocalRuntime:
                         "image": rev.spec.image,
                         "cold_starts": rev.cold_starts,
                         "last_cold_start_seconds": rev.last_cold_start,
+                        "serving": rev.serving,
+                        "probes": rev.spec.probes.to_dict(),
                     }
                     for name, rev in self._revisions.items()
                 },
@@ -308,6 +308,7 @@ class LocalRuntime:
             thread.start()
         for thread in threads:
             thread.join()
+        self._probe_pool.shutdown(wait=True, cancel_futures=True)
         self._notifier_done.set()
         self._dirty.set()
         self._notifier.join(timeout=5)
@@ -332,10 +333,17 @@ class LocalRuntime:
                 RevisionState.STARTING,
                 RevisionState.READY,
             )
+            try:
+                probes = Probes.from_dict(record["probes"]) if record.get("probes") else Probes()
+            except (TypeError, ValueError):
+                probes = Probes()
             rev = _Revision(
                 cold_starts=int(record.get("cold_starts") or 0),
                 last_cold_start=record.get("last_cold_start_seconds"),
-                spec=RevisionSpec(service, name, service, image, {}),
+                # Its probes come back with it: probed from the start, before the spec is attached again.
+                spec=RevisionSpec(service, name, service, image, {}, probes),
+                tracker=Tracker(probes) if running else None,
+                serving=record.get("serving") is not False,
                 port=port,
                 process=process if running else None,
                 state=RevisionState.STARTING
@@ -355,12 +363,17 @@ class LocalRuntime:
             self._revisions[name] = rev
         for service, traffic in (saved.get("traffic") or {}).items():
             self._traffic[service] = _Traffic(dict(traffic.get("split", {})), dict(traffic.get("tags", {})))
+        self._hold_router_ports()
+
+    def _hold_router_ports(self) -> None:
+        """Take the service and tag ports back from the router: it keeps a port only while its Caddy
+        alone holds it, and moves one another process took (``Router`` docstring, "Ports")."""
         for listener_name, listener in self.router.listeners().items():
             service, _, tag = listener_name.partition(_TAG_SEPARATOR)
             if tag:
                 self._tag_ports[(service, tag)] = listener.port
             else:
-                self._service_ports.setdefault(service, listener.port)
+                self._service_ports[service] = listener.port
 
     def _check_traffic(self, service: str, split: dict[str, int], tags: dict[str, str]) -> None:
         if any(percent < 0 for percent in split.values()):
@@ -390,7 +403,7 @@ class LocalRuntime:
                 {
                     self._revisions[rev].address: percent
                     for rev, percent in traffic.split.items()
-                    if percent > 0
+                    if percent > 0 and self._revisions[rev].serving
                 },
             )
         }
@@ -409,10 +422,15 @@ class LocalRuntime:
         for name in stale:
             self._tag_ports.pop((service, name.split(_TAG_SEPARATOR, 1)[1]), None)
         self.router.set_many(listeners, remove=stale)
+        self._hold_router_ports()
         self._changed()
         return {tag: f"http://127.0.0.1:{self._tag_ports[(service, tag)]}" for tag in traffic.tags}
 
     def _attach_spec(self, rev: _Revision, spec: RevisionSpec) -> None:
+        if rev.tracker is not None and spec.probes != rev.spec.probes:
+            rev.tracker = Tracker(spec.probes)
+            if rev.state is RevisionState.READY:
+                rev.tracker.started(time.monotonic(), rev.serving)
         rev.spec, rev.spec_known = spec, True
         with contextlib.suppress(EthixError):
             rev.cwd = images.resolve(spec.image, self.state_dir / "images").path
@@ -424,7 +442,8 @@ class LocalRuntime:
             f"scaled to zero: {why}",
             None,
         )
-        process, rev.process = rev.process, None
+        # No process, no probes: a probe result still in flight is dropped (its pid is gone).
+        process, rev.process, rev.tracker = rev.process, None, None
         if process is not None:
             # In the background: uvicorn finishes the requests it has (up to its graceful timeout).
             threading.Thread(
@@ -532,6 +551,7 @@ class LocalRuntime:
         )
         rev.state, rev.message = RevisionState.STARTING, "waiting for the startup probe"
         rev.started_at, rev.next_restart = time.monotonic(), None
+        rev.tracker, rev.serving = Tracker(spec.probes), True
         self._changed()
 
     def _changed(self) -> None:
@@ -559,7 +579,7 @@ class LocalRuntime:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        to_probe: list[tuple[str, str, int]] = []
+        to_probe: list[tuple[str, Probe, int, int]] = []
         with self._lock:
             for name, rev in self._revisions.items():
                 if rev.state not in _RUNNING or rev.process is None:
@@ -567,21 +587,61 @@ class LocalRuntime:
                 if not rev.process.alive():
                     self._on_exit(rev, now)
                 elif rev.state is RevisionState.STARTING:
-                    if now - rev.started_at > STARTUP_TIMEOUT:
+                    startup = rev.spec.probes.startup
+                    if now - rev.started_at > startup.budget:
                         rev.state = RevisionState.FAILED
-                        rev.message = f"startup probe did not pass within {STARTUP_TIMEOUT:.0f}s"
+                        rev.message = f"startup probe did not pass within {startup.budget:g}s"
                         threading.Thread(target=rev.process.stop, daemon=True).start()
                         self._changed()
                     else:
-                        to_probe.append((name, f"http://{rev.address}/health/startup", rev.process.pid))
-        for name, url, pid in to_probe:
-            try:
-                ok = self._http.get(url).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
+                        to_probe.append((name, startup, rev.port, rev.process.pid))
+                elif rev.tracker is not None:
+                    for kind, probe in rev.tracker.take_due(now):
+                        self._probe_pool.submit(self._probe, name, rev.process.pid, kind, probe, rev.port)
+        for name, probe, port, pid in to_probe:
+            if probe.check(self._http, "127.0.0.1", port) is None:
                 self._mark_ready(name, pid)
         self._scale_idle_to_zero(now)
+        if now >= self._next_router_check:
+            self._next_router_check = now + ROUTER_CHECK_EVERY
+            self._confirm_router()
+
+    def _confirm_router(self) -> None:
+        """A router part the daemon restarted comes back on its file's ports: keep those it holds alone,
+        move the others (``Router.confirm``) and take the moved ports back."""
+        with self._lock:
+            try:
+                moved = self.router.confirm()
+            except EthixError as exc:
+                _log_line(f"router ports not confirmed: {exc.message}")
+                return
+            if moved:
+                self._hold_router_ports()
+                self._changed()
+
+    def _probe(self, name: str, pid: int, kind: Kind, probe: Probe, port: int) -> None:
+        """One readiness or liveness probe of a started revision, and what its result changes."""
+        error = probe.check(self._http, "127.0.0.1", port)
+        with self._lock:
+            rev = self._revisions.get(name)
+            if rev is None or rev.process is None or rev.process.pid != pid or rev.tracker is None:
+                return  # restarted or stopped meanwhile: this result is about a process that is gone
+            if rev.state is not RevisionState.READY:
+                return
+            crossed = rev.tracker.record(kind, error)
+            if crossed is None:
+                return
+            failures = f"{kind.value} probe failed {probe.failure_threshold} times in a row ({error})"
+            if kind is Kind.READINESS:
+                rev.serving = not crossed
+                rev.message = f"not serving: {failures}" if crossed else "ready"
+                if rev.spec.service in self._traffic:
+                    self._program(rev.spec.service)
+            elif crossed:
+                rev.killed_for = f"restarted: {failures}"
+                rev.message = rev.killed_for
+                threading.Thread(target=rev.process.stop, daemon=True).start()
+            self._changed()
 
     def _on_exit(self, rev: _Revision, now: float) -> None:
         assert rev.process is not None
@@ -600,7 +660,8 @@ class LocalRuntime:
                 return
             rev.state = RevisionState.STARTING
             rev.next_restart = now + rev.backoff
-            rev.message = f"exited with code {code}; restarting in {rev.backoff:.0f}s"
+            why = rev.killed_for or f"exited with code {code}"
+            rev.message, rev.killed_for = f"{why}; restarting in {rev.backoff:.0f}s", None
             rev.backoff = min(rev.backoff * 2, MAX_BACKOFF)
             self._changed()
         elif now >= rev.next_restart:
@@ -622,9 +683,12 @@ class LocalRuntime:
                 or rev.state is not RevisionState.STARTING
             ):
                 return
-            rev.state, rev.message = RevisionState.READY, "ready"
+            rev.state = RevisionState.READY
+            rev.message = "ready" if rev.serving else "adopted; no traffic until a readiness probe passes"
             rev.ever_ready, rev.ready_since = True, time.monotonic()
             rev.last_request = rev.ready_since
+            if rev.tracker is not None:
+                rev.tracker.started(rev.ready_since, rev.serving)
             address = rev.address
             service = rev.spec.service
             if rev.cold_start_began is not None:

@@ -7,7 +7,10 @@ What is compared (documented in playbooks/release.md too):
 * baseline comparison: each baseline metric is sampled with ``query_range`` every ``sample_step``
   seconds over the same analysis window (each sample a rate over ``sample_window`` seconds) for the
   canary and for the stable revision; the two series are compared with Mann-Whitney U (stats.py);
-* no data is never a pass: no up scrape target for the canary, fewer than ``min_requests`` canary
+* every query exists once per metric source (``app``: the services' own metrics; ``cloudrun``: Cloud
+  Run's built-in ones); ``timing.metric_source`` picks the set;
+* no data is never a pass: no up scrape target for the canary (scraped sources only: Cloud Run's own
+  metrics have no scrape target), fewer than ``min_requests`` canary
   requests in the window, a gate without a value, or a baseline metric without enough samples makes
   the whole evaluation INCONCLUSIVE;
 * a failed query (Prometheus unreachable or rejecting the query) makes it ERROR, which the
@@ -22,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ethixctl.adapters.prometheus import Prometheus, PrometheusUnavailable, QueryError
-from ethixctl.release.playbook import Playbook, Timing, render, window_text
+from ethixctl.adapters.prometheus import NotOffered, Prometheus, PrometheusUnavailable, QueryError
+from ethixctl.release.playbook import SCRAPED_SOURCES, MetricSource, Playbook, Timing, render, window_text
 from ethixctl.release.stats import Score, ScoreVerdict, classify, score
 
 
@@ -60,6 +63,7 @@ class Verdict:
     baseline: Score | None = None
     reasons: list[str] = field(default_factory=list)
     duration: float = 0.0
+    metric_source: MetricSource = "app"
 
     def gate(self, name: str) -> GateResult | None:
         return next((g for g in self.gates if g.name == name), None)
@@ -108,9 +112,15 @@ def _series(prometheus: Prometheus, query: str, start: float, end: float, step: 
     return [value for points in result.values() for _, value in points if not math.isnan(value)]
 
 
-def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: str) -> tuple[bool, str]:
+def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: str) -> tuple[bool | None, str]:
+    """Whether the canary's scrape target is up; None where Prometheus cannot list targets (Managed
+    Prometheus: the collector scrapes, nothing to ask), so only the request count guards the data."""
     wanted = {k: render(v, service=service, revision=canary) for k, v in book.analysis.target_labels.items()}
-    matching = [t for t in prometheus.targets() if all(t.labels.get(k) == v for k, v in wanted.items())]
+    try:
+        targets = prometheus.targets()
+    except NotOffered:
+        return None, ""
+    matching = [t for t in targets if all(t.labels.get(k) == v for k, v in wanted.items())]
     if not matching:
         selector = ",".join(f"{k}={v!r}" for k, v in wanted.items())
         return False, f"Prometheus has no scrape target for {selector}"
@@ -120,6 +130,17 @@ def _targets_up(prometheus: Prometheus, book: Playbook, service: str, canary: st
         why = target.last_error or "not scraped yet"
         return False, f"canary target {target.scrape_url} is {target.health}: {why}"
     return True, ""
+
+
+def service_rate(prometheus: Prometheus, book: Playbook, service: str, window: float) -> float | None:
+    """Requests/s the whole service receives; None when Prometheus cannot say. A service with no
+    request series at all receives nothing (0.0). Reads ``book.metric_source``: pass the playbook
+    through ``Playbook.for_environment``."""
+    query = render(book.analysis.rate_query[book.metric_source], service=service, window=window_text(window))
+    try:
+        return _scalar(prometheus, query, time.time()) or 0.0
+    except (PrometheusUnavailable, QueryError):
+        return None
 
 
 def evaluate(
@@ -141,8 +162,9 @@ def evaluate(
     now = time.time() if at is None else at
     window = timing.window or book.analysis.window
     verdict = Verdict(
-        Outcome.PASS, service, canary, stable, now, window, min_requests=book.analysis.min_requests
-    )
+        Outcome.PASS, service, canary, stable, now, window,
+        metric_source=timing.metric_source or book.metric_source, min_requests=book.analysis.min_requests,
+    )  # fmt: skip
     try:
         _evaluate(prometheus, book, verdict, timing, compare=compare)
     except (PrometheusUnavailable, QueryError) as exc:
@@ -155,22 +177,24 @@ def evaluate(
 def _evaluate(
     prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: Timing, *, compare: bool
 ) -> None:
-    service, canary, now = verdict.service, verdict.canary, verdict.at
+    service, canary, now, source = verdict.service, verdict.canary, verdict.at, verdict.metric_source
     values = {"service": service, "revision": canary, "window": window_text(verdict.window)}
     no_data: list[str] = []
 
-    verdict.targets_up, why = _targets_up(prometheus, book, service, canary)
-    if not verdict.targets_up:
-        no_data.append(why)
+    if source in SCRAPED_SOURCES:
+        verdict.targets_up, why = _targets_up(prometheus, book, service, canary)
+        if verdict.targets_up is False:
+            no_data.append(why)
 
-    verdict.requests = _scalar(prometheus, render(book.analysis.requests_query, **values), now) or 0.0
+    requests_query = render(book.analysis.requests_query[source], **values)
+    verdict.requests = _scalar(prometheus, requests_query, now) or 0.0
     if verdict.requests < book.analysis.min_requests:
         no_data.append(
             f"{verdict.requests:.0f} canary requests in {values['window']}, need {book.analysis.min_requests}"
         )
 
     for gate in book.gates:
-        query = render(gate.query, **values)
+        query = render(gate.query[source], **values)
         value = _scalar(prometheus, query, now)
         passed = None if value is None else value < gate.max
         verdict.gates.append(GateResult(gate.name, value, gate.max, gate.unit, passed, query))
@@ -211,7 +235,12 @@ def _compare(prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: T
         samples = {
             revision: _series(
                 prometheus,
-                render(metric.query, service=verdict.service, revision=revision, window=sample_window),
+                render(
+                    metric.query[verdict.metric_source],
+                    service=verdict.service,
+                    revision=revision,
+                    window=sample_window,
+                ),
                 start,
                 verdict.at,
                 step,

@@ -1,6 +1,9 @@
 """Release events and notifications: the console (through the CLI's event callback) and the ledger
 always; a Slack incoming webhook when one is configured for the environment.
 
+Every long operation (release, rotation, drill, restore) reports through one Notifier; once the
+operation exists (``notifier.operation``), its events are tied to it in the ledger.
+
 The webhook URL is a secret: it is never logged, printed or put into an exception message.
 """
 
@@ -11,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ethixctl.release.ledger import Ledger
+from ethixctl.ops.ledger import Ledger, Operation
 from ethixctl.release.playbook import Notification
 
 
@@ -35,23 +38,29 @@ class Notifier:
     def __init__(
         self,
         ledger: Ledger,
-        service: str,
+        subject: str,
         environment: str,
         sink: EventSink,
         targets: list[Notification],
         slack_webhook: str | None = None,
     ):
         self.ledger = ledger
-        self.service = service
+        self.subject = subject
         self.environment = environment
         self.sink = sink
-        self.release_id: str | None = None
+        self.operation: Operation | None = None
         self._slack_events = {e for t in targets if t.kind == "slack" for e in t.events}
         self._slack_webhook = slack_webhook
 
     def __call__(self, kind: str, message: str, **data: Any) -> None:
-        event = Event(kind, message, {"service": self.service, "release": self.release_id, **data})
-        self.ledger.event(self.service, self.environment, kind, message, data, self.release_id)
+        operation = self.operation
+        scope = {"service": self.subject, "operation": operation.id if operation else None}
+        if operation is not None:
+            scope[operation.kind] = operation.id
+        event = Event(kind, message, {**scope, **data})
+        self.ledger.record_event(
+            self.subject, self.environment, kind, message, data, operation.id if operation else None
+        )
         self.sink(event)
         if self._slack_webhook and kind in self._slack_events:
             self._slack(event)
@@ -61,7 +70,7 @@ class Notifier:
 
         icon = {"promoted": ":white_check_mark:", "rolled_back": ":rewind:", "page": ":rotating_light:"}
         prefix = icon.get(event.kind, ":information_source:")
-        text = f"{prefix} *{self.service}* ({self.environment}): {event.message}"
+        text = f"{prefix} *{self.subject}* ({self.environment}): {event.message}"
         try:
             response = httpx.post(self._slack_webhook or "", json={"text": text}, timeout=5)
             problem = None if response.status_code < 300 else f"HTTP {response.status_code}"
@@ -69,6 +78,9 @@ class Notifier:
             problem = type(exc).__name__
         if problem:
             # A notification failure must never change the release outcome; it is recorded and shown.
-            warning = Event("warning", f"Slack notification failed ({problem})", {"service": self.service})
-            self.ledger.event(self.service, self.environment, "warning", warning.message, {}, self.release_id)
+            warning = Event("warning", f"Slack notification failed ({problem})", {"service": self.subject})
+            self.ledger.record_event(
+                self.subject, self.environment, "warning", warning.message, {},
+                self.operation.id if self.operation else None,
+            )  # fmt: skip
             self.sink(warning)

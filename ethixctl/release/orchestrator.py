@@ -1,10 +1,22 @@
-"""The release state machine: deploy a canary at 0%, walk the playbook's steps, analyse, decide.
+"""The release as an explicit, persisted state machine (the shape of ``ethixctl.ops.machine``).
 
-Durability rule: every traffic change is written to the ledger (``intended``) before it is applied
-and confirmed (``applied``) after, and the release row always says which step and phase it is in. So
-whatever kills ethixctl, ``--resume`` knows the last split anybody asked for and continues or rolls back.
-A manual ``ethixctl rollback`` ends the release in the ledger; this loop checks that before every
-traffic change and between analyses, and stops.
+    deploying ──▶ smoke ──▶ canary ──▶ promoted
+        │           │         ├──▶ rolling_back ──▶ rolled_back
+        ▼           ▼         ├──▶ held
+      failed    rolled_back   └──▶ frozen
+
+* deploying: the canary revision is created at 0% with its tag (the split is pinned). Resumed
+  after a crash, it adopts the revision that already carries the release's tag, or fails safe.
+* smoke: the smoke suite against the canary's tag URL. Resumed, it runs again: a release never
+  skips its smoke gate.
+* canary: the playbook's steps; at each analysis the decision matrix says pass, retry, roll back or
+  hold. The step, the passes within it and the retry/error counters are in the ledger, so a resumed
+  release continues where it was with the same counts.
+* rolling_back: 100% back to the stable revision; the canary keeps its tag at 0% for inspection.
+
+Durability rule: every traffic change is written to the ledger (``intended``) before it is applied and
+confirmed (``applied``) after. A manual ``ethixctl rollback`` ends the release in the ledger; every
+wait and every traffic change checks that first and stops.
 """
 
 from __future__ import annotations
@@ -13,15 +25,19 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ethixctl.errors import EthixError, UsageError
 from ethixctl.exitcodes import ExitCode
-from ethixctl.release import analysis
+from ethixctl.ops.ledger import Ledger, Operation
+from ethixctl.ops.machine import Machine
+from ethixctl.release import analysis, releases
 from ethixctl.release.decision import Counters, Decision, Next, decide
-from ethixctl.release.ledger import IN_PROGRESS, Ledger, Release
 from ethixctl.release.notify import Notifier
-from ethixctl.release.playbook import Playbook, Timing
+from ethixctl.release.plan import Plan, StepPlan, make_plan
+from ethixctl.release.playbook import Playbook
+from ethixctl.release.releases import Release
 
 if TYPE_CHECKING:
     from ethixctl.adapters.cloudrun import RevisionInfo, ServiceInfo
@@ -29,6 +45,42 @@ if TYPE_CHECKING:
 
 # A smoke hook gets the canary's tag URL and answers (passed, summary).
 SmokeHook = Callable[[str], tuple[bool, str]]
+# One analysis: (canary, stable, weight, window) -> verdict. Defaults to the Prometheus gates.
+Analyse = Callable[[str, str, int, float], analysis.Verdict]
+
+
+class Phase(StrEnum):
+    DEPLOYING = "deploying"
+    SMOKE = "smoke"
+    CANARY = "canary"
+    ROLLING_BACK = "rolling_back"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    HELD = "held"
+    FROZEN = "frozen"
+    FAILED = "failed"
+
+
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.DEPLOYING: frozenset({Phase.SMOKE, Phase.FAILED}),
+    # A failed smoke test ends the release at once: the canary never had traffic.
+    Phase.SMOKE: frozenset({Phase.CANARY, Phase.ROLLED_BACK}),
+    Phase.CANARY: frozenset({Phase.PROMOTED, Phase.ROLLING_BACK, Phase.HELD, Phase.FROZEN}),
+    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK}),
+}
+FINAL: dict[Phase, str] = {
+    phase: phase.value
+    for phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.HELD, Phase.FROZEN, Phase.FAILED)
+}
+# The exit code of a release that ended without saying otherwise (``details.exit_code``).
+EXIT_CODES = {
+    "promoted": ExitCode.OK,
+    "rolled_back": ExitCode.ROLLED_BACK,
+    "held": ExitCode.HELD,
+    "frozen": ExitCode.HELD,
+    "failed": ExitCode.FAILED,
+    "aborted": ExitCode.ROLLED_BACK,
+}
 
 
 class Platform(Protocol):
@@ -47,6 +99,21 @@ class Platform(Protocol):
     def tag_url(self, service: str, tag: str) -> str: ...
 
 
+class Clock(Protocol):
+    """Wall-clock time: a step's start is persisted and compared with it after a resume."""
+
+    def time(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 @dataclass
 class Options:
     service: str
@@ -62,6 +129,24 @@ class Options:
     # Longer than the platform's own startup timeout (120 s), so a slow revision fails with its reason.
     deploy_timeout: float = 150
 
+    def stored(self) -> dict[str, Any]:
+        """What the ledger keeps to resume: never the values of --set-env (they may be secrets)."""
+        return {
+            "hold": self.hold, "interval": self.interval, "load_rps": self.load_rps,
+            "load_path": self.load_path, "skip_canary": self.skip_canary, "on_failure": self.on_failure,
+            "env_keys": sorted(self.env),
+        }  # fmt: skip
+
+    @classmethod
+    def of(cls, release: Release) -> Options:
+        stored = release.options
+        return cls(
+            service=release.service, image=release.image, environment=release.environment,
+            hold=stored.get("hold"), interval=stored.get("interval"), load_rps=stored.get("load_rps"),
+            load_path=stored.get("load_path", cls.load_path), skip_canary=bool(stored.get("skip_canary")),
+            on_failure=stored.get("on_failure", "rollback"),
+        )  # fmt: skip
+
 
 @dataclass
 class Result:
@@ -74,10 +159,6 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "exit_code": int(self.exit_code)}
-
-
-class Aborted(Exception):
-    """The release was ended from outside (``ethixctl rollback``) while it ran."""
 
 
 def stable_of(split: dict[str, int], service: str) -> str:
@@ -97,12 +178,14 @@ class Orchestrator:
     def __init__(
         self,
         platform: Platform,
-        prometheus: Prometheus,
+        prometheus: Prometheus | None,
         ledger: Ledger,
         book: Playbook,
         notify: Notifier,
         *,
         smoke: SmokeHook | None = None,
+        analyse: Analyse | None = None,
+        clock: Clock | None = None,
     ):
         self.platform = platform
         self.prometheus = prometheus
@@ -110,133 +193,169 @@ class Orchestrator:
         self.book = book
         self.notify = notify
         self.smoke = smoke
+        self.analyse = analyse
+        self.clock: Clock = clock or SystemClock()
+        self.machine = Machine(ledger, Phase, TRANSITIONS, FINAL)
 
     # entry points ----------------------------------------------------------------------------------
 
-    def start(self, options: Options) -> Result:
+    def plan(self, options: Options) -> Plan:
+        """The steps and windows for this service's current request rate; UsageError when a step
+        cannot possibly be judged."""
+        if options.skip_canary:
+            return Plan([], None, [])  # nothing is analysed, so any request rate will do
+        timing = self.book.timing(options.environment, options.hold, options.interval)
+        window = timing.window or self.book.analysis.window
+        rate = (
+            analysis.service_rate(self.prometheus, self.book, options.service, window)
+            if self.prometheus is not None
+            else None
+        )
+        if rate is not None or options.load_rps:
+            rate = (rate or 0.0) + (options.load_rps or 0.0)
+        return make_plan(self.book, timing, rate, service=options.service)
+
+    def start(self, options: Options, plan: Plan | None = None) -> Result:
         """A new release; the caller holds the service's release lock."""
         service, environment = options.service, options.environment
-        pending = self.ledger.in_progress(service, environment)
+        pending = releases.in_progress(self.ledger, service, environment)
         if pending is not None:
             raise UsageError(
-                f"release {pending.id} of {service} ({pending.image}) is still in progress"
+                f"release {pending.short_id} of {service} ({pending.image}) is still in progress"
                 f" (phase {pending.phase})",
                 hint=f"`ethixctl release --resume {service}` continues or rolls it back; "
                 f"`ethixctl rollback {service}` ends it",
             )
         stable = stable_of(self.platform.serving_split(service), service)
-        stored = {
-            "hold": options.hold, "interval": options.interval, "load_rps": options.load_rps,
-            "load_path": options.load_path, "skip_canary": options.skip_canary,
-            "on_failure": options.on_failure, "env_keys": sorted(options.env),
-        }  # fmt: skip
-        release = self.ledger.create_release(service, environment, options.image, stable, stored)
-        self.notify.release_id = release.id
+        plan = plan or self.plan(options)
+        release = releases.create(self.ledger, service, environment, options.image, stable, options.stored())
+        release = Release.of(self.ledger.update(release.id, details={"plan": plan.to_dict()}))
+        self.notify.operation = release
         self.notify(
-            "started", f"release {release.id}: {options.image} (stable {stable})", image=options.image
+            "started", f"release {release.short_id}: {options.image} (stable {stable})", image=options.image
         )
-        return self._guard(release, lambda: self._deploy_and_run(release, options))
+        for warning in plan.warnings:
+            self.notify("warning", warning)
+        return self._run(release, options)
 
     def resume(
         self, service: str, environment: str, overrides: dict[str, float | None] | None = None
     ) -> Result:
         """Continue the interrupted release; ``overrides`` (hold, interval, load_rps) replace the recorded."""
-        release = self.ledger.in_progress(service, environment)
+        release = releases.in_progress(self.ledger, service, environment)
         if release is None:
             raise UsageError(
                 f"no release of {service} is in progress in {environment}", hint="see `ethixctl history`"
             )
-        self.notify.release_id = release.id
+        self.notify.operation = release
         self.notify(
-            "resumed", f"resuming release {release.id} at phase {release.phase}, step {release.step + 1}"
+            "resumed",
+            f"resuming release {release.short_id} at phase {release.phase}, step {release.step + 1}",
         )
-        options = self._options_of(release)
-        for name, value in (overrides or {}).items():
-            if value is not None:
-                setattr(options, name, value)
-        return self._guard(release, lambda: self._continue(release, options))
+        options = Options.of(release)
+        changed = {name: value for name, value in (overrides or {}).items() if value is not None}
+        for name, value in changed.items():
+            setattr(options, name, value)
+        if changed:
+            self.ledger.update(release.id, details={"plan": self.plan(options).to_dict()})
+        return self._run(release, options)
 
     # the machine -----------------------------------------------------------------------------------
 
-    def _guard(self, release: Release, body: Callable[[], Result]) -> Result:
+    def _run(self, release: Release, options: Options) -> Result:
+        handlers: dict[Phase, Callable[[Operation], Phase]] = {
+            Phase.DEPLOYING: lambda op: self._deploying(Release.of(op), options),
+            Phase.SMOKE: lambda op: self._smoke(Release.of(op)),
+            Phase.CANARY: lambda op: self._canary(Release.of(op), options),
+            Phase.ROLLING_BACK: lambda op: self._rolling_back(Release.of(op)),
+        }
         try:
-            return body()
-        except Aborted:
-            final = self.ledger.release(release.id)
-            self.notify("aborted", f"release ended from outside: {final.status} ({final.reason})")
-            return Result(final.status, ExitCode.ROLLED_BACK, final.reason, release.id,
-                          final.canary_revision, final.stable_revision)  # fmt: skip
+            final = Release.of(self.machine.run(release, handlers))
         except KeyboardInterrupt:
             self.notify(
                 "interrupted", "interrupted; the state is kept: `ethixctl release --resume` continues"
             )
             raise
+        if final.status == "aborted":
+            self.notify("aborted", f"release ended from outside: {final.status} ({final.reason})")
+        code = ExitCode(final.details.get("exit_code", EXIT_CODES.get(final.status, ExitCode.FAILED)))
+        return Result(
+            final.status, code, final.reason, final.id, final.canary_revision, final.stable_revision
+        )
 
-    def _options_of(self, release: Release) -> Options:
-        stored = release.options
-        return Options(
-            service=release.service, image=release.image, environment=release.environment,
-            hold=stored.get("hold"), interval=stored.get("interval"), load_rps=stored.get("load_rps"),
-            load_path=stored.get("load_path", Options.load_path),
-            skip_canary=bool(stored.get("skip_canary")),
-            on_failure=stored.get("on_failure", "rollback"),
-        )  # fmt: skip
+    def _end(self, release: Release, phase: Phase, reason: str, code: ExitCode | None = None) -> Phase:
+        """Record why the release is moving to ``phase`` (and the exit code it will end with)."""
+        details = {} if code is None else {"exit_code": int(code)}
+        self.ledger.update(release.id, reason=reason, details=details)
+        if phase is Phase.FAILED:
+            self.notify("failed", reason)
+        return phase
 
-    def _deploy_and_run(self, release: Release, options: Options) -> Result:
-        try:
-            revision = self.platform.deploy_revision(
-                options.service, options.image, options.env, release.tag, keep_traffic=True,
-                timeout=options.deploy_timeout, base_revision=release.stable_revision,
-            )  # fmt: skip
-        except EthixError as exc:
-            return self._end(release, "failed", ExitCode.FAILED, f"deploy failed: {exc.message}")
+    def _deploying(self, release: Release, options: Options) -> Phase:
+        if release.canary_revision is None and release.details.get("deploy_started"):
+            # Killed while deploying: the platform may have made the revision; it carries our tag.
+            tagged = [
+                t.revision
+                for t in self.platform.get_service(options.service).traffic
+                if t.tag == release.tag and t.revision
+            ]
+            if not tagged:
+                return self._end(release, Phase.FAILED, "interrupted before the canary was deployed")
+            revision = self.platform.get_revision(options.service, tagged[0])
+        else:
+            self.ledger.update(release.id, details={"deploy_started": True})
+            try:
+                revision = self.platform.deploy_revision(
+                    options.service, options.image, options.env, release.tag, keep_traffic=True,
+                    timeout=options.deploy_timeout, base_revision=release.stable_revision,
+                )  # fmt: skip
+            except EthixError as exc:
+                return self._end(release, Phase.FAILED, f"deploy failed: {exc.message}")
         if not revision.ready:
-            return self._end(
-                release, "failed", ExitCode.FAILED, f"{revision.name} never became ready: {revision.message}"
-            )
-        self.ledger.update(release.id, canary_revision=revision.name, phase="smoke")
-        release = self.ledger.release(release.id)
+            message = f"{revision.name} never became ready: {revision.message}"
+            return self._end(release, Phase.FAILED, message)
+        self.ledger.update(release.id, details={"canary_revision": revision.name})
         self.notify("deployed", f"{revision.name} ready at 0% with tag {release.tag}", revision=revision.name)
-        if self.smoke is not None:
-            url = self.platform.tag_url(options.service, release.tag)
-            passed, summary = self.smoke(url)
-            self.notify("smoke", f"smoke against {url}: {summary}", passed=passed, url=url)
-            if not passed:
-                # The canary never had traffic: nothing to move, it stays at 0% with its tag.
-                return self._end(release, "rolled_back", ExitCode.ROLLED_BACK, f"smoke failed: {summary}")
-        self.ledger.update(release.id, phase="canary")
-        return self._continue(self.ledger.release(release.id), options)
+        return Phase.SMOKE
 
-    def _continue(self, release: Release, options: Options) -> Result:
-        if release.phase == "deploying" or release.canary_revision is None:
-            # Interrupted before the canary was recorded: the deploy pins the split, so traffic is
-            # where the ledger says; the new revision (if any) has 0%.
-            return self._end(release, "failed", ExitCode.FAILED, "interrupted before the canary was ready")
-        if release.phase == "rolling_back":
-            return self._rollback(release, "resumed an interrupted rollback", ExitCode.ROLLED_BACK, options)
-        canary = self.platform.get_revision(options.service, release.canary_revision)
+    def _smoke(self, release: Release) -> Phase:
+        if self.smoke is None:
+            return Phase.CANARY
+        url = self.platform.tag_url(release.service, release.tag)
+        passed, summary = self.smoke(url)
+        self.notify("smoke", f"smoke against {url}: {summary}", passed=passed, url=url)
+        if passed:
+            return Phase.CANARY
+        # The canary never had traffic: nothing to move, it stays at 0% with its tag.
+        return self._end(release, Phase.ROLLED_BACK, f"smoke failed: {summary}")
+
+    def _canary(self, release: Release, options: Options) -> Phase:
+        canary_name = release.canary_revision or ""
+        canary = self.platform.get_revision(options.service, canary_name)
         if not canary.ready:
-            return self._rollback(
-                release, f"canary {canary.name} is not ready: {canary.message}", ExitCode.ROLLED_BACK, options
-            )
+            why = f"canary {canary.name} is not ready: {canary.message}"
+            return self._end(release, Phase.ROLLING_BACK, why, ExitCode.ROLLED_BACK)
         if options.skip_canary:
             self.notify(
                 "warning",
                 "SKIPPING THE CANARY (--skip-canary): 100% goes to the new revision without analysis",
             )
-            self._set_traffic(release, {canary.name: 100}, "--skip-canary: straight to 100%")
-            return self._promote(release, skipped=True)
+            self._set_traffic(release, {canary_name: 100}, "--skip-canary: straight to 100%")
+            return self._promoted(release, " (canary skipped)")
         decision = self._steps(release, options)
         if decision is None:
-            return self._promote(release, skipped=False)
-        return self._fail(release, decision, options)
+            return self._promoted(release, "")
+        return self._failed(release, decision, options)
 
     def _steps(self, release: Release, options: Options) -> Decision | None:
-        book, canary, stable = self.book, release.canary_revision or "", release.stable_revision or ""
-        timing = book.timing(options.environment, options.hold, options.interval)
-        hold, interval = timing.hold or book.hold, timing.interval or book.interval
-        needed = max(1, round(hold / interval))
-        counters = Counters()
+        canary, stable = release.canary_revision or "", release.stable_revision or ""
+        stored = release.details.get("plan")  # a release recorded before plans existed has none
+        plan = Plan.from_dict(stored) if stored else self.plan(options)
+        counters = Counters(
+            retries=int(release.counters.get("retries", 0)),
+            consecutive_errors=int(release.counters.get("consecutive_errors", 0)),
+        )
+        passes = int(release.counters.get("passes", 0))
         with ExitStack() as stack:
             if options.load_rps:
                 from ethixctl.release.loadgen import LoadGenerator
@@ -244,115 +363,138 @@ class Orchestrator:
                 url = self.platform.get_service(options.service).uri.rstrip("/") + options.load_path
                 stack.enter_context(LoadGenerator(url, options.load_rps))
                 self.notify("load", f"sending {options.load_rps:g} requests/s to {url}", rps=options.load_rps)
-            for index in range(release.step, len(book.steps)):
-                weight = book.steps[index].weight
-                split = {canary: weight, stable: 100 - weight} if weight < 100 else {canary: 100}
-                label = f"step {index + 1}/{len(book.steps)}"
-                self._set_traffic(release, split, f"{label}: {weight}% to {canary}")
-                self.ledger.update(release.id, step=index)
-                self.notify(
-                    "step", f"{label}: {weight}% to the canary, hold {hold:g}s, analysis every {interval:g}s",
-                    step=index + 1, steps=len(book.steps), weight=weight, hold=hold, interval=interval,
-                )  # fmt: skip
-                counters.retries = 0
+            for index in range(release.step, len(plan.steps)):
+                step = plan.steps[index]
+                if index != release.step or "step_started" not in release.counters:
+                    # A new step: its position and fresh counts are recorded before traffic moves,
+                    # so a crash in between re-applies this step's split, never the previous one's.
+                    if index != release.step:
+                        counters.retries, passes = 0, 0
+                    release = self._save(release, index, counters, passes, started=self.clock.time())
+                label = f"step {index + 1}/{len(plan.steps)}"
+                split = (
+                    {canary: step.weight, stable: 100 - step.weight} if step.weight < 100 else {canary: 100}
+                )
+                self._set_traffic(release, split, f"{label}: {step.weight}% to {canary}")
+                decision = self._hold_step(release, step, label, counters, passes)
+                if decision is not None:
+                    return decision
                 passes = 0
-                step_started = time.monotonic()
-                window = timing.window or book.analysis.window
-                while passes < needed:
-                    self._wait(release.id, interval)
-                    grace = time.monotonic() - step_started < window
-                    verdict = analysis.evaluate(
-                        self.prometheus, book, service=options.service, canary=canary, stable=stable,
-                        timing=timing, compare=weight < 100,
-                    )  # fmt: skip
-                    decision = decide(verdict, book, counters, grace=grace)
-                    if decision.next is Next.PASS:
-                        passes += 1
-                    self.notify(
-                        "gate", f"{label} {weight}%: {verdict.summary()} → {decision.next.value}",
-                        step=index + 1, weight=weight, passes=passes, needed=needed,
-                        time_left=(needed - passes) * interval, verdict=verdict.to_dict(),
-                        decision={"next": decision.next.value, "reason": decision.reason},
-                    )  # fmt: skip
-                    if decision.page:
-                        self.notify("page", f"{label}: {decision.reason}")
-                    if decision.next in (Next.ROLLBACK, Next.HOLD):
-                        return decision
         return None
 
-    def _wait(self, release_id: str, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
+    def _hold_step(
+        self, release: Release, step: StepPlan, label: str, counters: Counters, passes: int
+    ) -> Decision | None:
+        needed = max(1, round(step.hold / step.interval))
+        self.notify(
+            "step", f"{label}: {step.weight}% to the canary, hold {step.hold:g}s, analysis every"
+            f" {step.interval:g}s over {step.window:g}s windows",
+            step=release.step + 1, steps=len(self.book.steps), weight=step.weight, hold=step.hold,
+            interval=step.interval, window=step.window,
+        )  # fmt: skip
+        # The window fills from the step's traffic change, which a resumed run does not repeat.
+        started = float(release.counters["step_started"])
+        while passes < needed:
+            self._wait(release, step.interval)
+            grace = self.clock.time() - started < step.window
+            verdict = self._analyse(release, step)
+            decision = decide(verdict, self.book, counters, grace=grace)
+            if decision.next is Next.PASS:
+                passes += 1
+            self._save(release, release.step, counters, passes)
+            self.notify(
+                "gate", f"{label} {step.weight}%: {verdict.summary()} → {decision.next.value}",
+                step=release.step + 1, weight=step.weight, passes=passes, needed=needed,
+                time_left=(needed - passes) * step.interval, verdict=verdict.to_dict(),
+                decision={"next": decision.next.value, "reason": decision.reason},
+            )  # fmt: skip
+            if decision.page:
+                self.notify("page", f"{label}: {decision.reason}")
+            if decision.next in (Next.ROLLBACK, Next.HOLD):
+                return decision
+        return None
+
+    def _analyse(self, release: Release, step: StepPlan) -> analysis.Verdict:
+        canary, stable = release.canary_revision or "", release.stable_revision or ""
+        if self.analyse is not None:
+            return self.analyse(canary, stable, step.weight, step.window)
+        if self.prometheus is None:
+            raise RuntimeError("an orchestrator without Prometheus needs an analyse function")
+        timing = self.book.timing(release.environment).model_copy(update={"window": step.window})
+        return analysis.evaluate(
+            self.prometheus, self.book, service=release.service, canary=canary, stable=stable,
+            timing=timing, compare=step.weight < 100,
+        )  # fmt: skip
+
+    def _save(
+        self, release: Release, step: int, counters: Counters, passes: int, started: float | None = None
+    ) -> Release:
+        persisted = {
+            "retries": counters.retries,
+            "consecutive_errors": counters.consecutive_errors,
+            "passes": passes,
+            "step_started": release.counters.get("step_started") if started is None else started,
+        }
+        return Release.of(self.ledger.update(release.id, step=step, counters=persisted))
+
+    def _wait(self, release: Release, seconds: float) -> None:
+        deadline = self.clock.time() + seconds
         while True:
-            self._check_not_ended(release_id)
-            left = deadline - time.monotonic()
+            self.machine.check_in_progress(release)
+            left = deadline - self.clock.time()
             if left <= 0:
                 return
-            time.sleep(min(left, 0.5))
-
-    def _check_not_ended(self, release_id: str) -> None:
-        if self.ledger.release(release_id).status != IN_PROGRESS:
-            raise Aborted
+            self.clock.sleep(min(left, 0.5))
 
     def _set_traffic(self, release: Release, split: dict[str, int], reason: str) -> None:
-        self._check_not_ended(release.id)
-        change = self.ledger.intend_traffic(release.service, release.environment, split, reason, release.id)
+        """Apply ``split`` unless the ledger says this release already applied it (a resumed run)."""
+        self.machine.check_in_progress(release)
+        last = self.ledger.last_traffic(release.id)
+        if last is not None and last.split == split and last.state == "applied":
+            return
+        change = (
+            last.id
+            if last is not None and last.split == split
+            else self.ledger.intend_traffic(release.service, release.environment, split, reason, release.id)
+        )
         # If this raises or the process dies here, the change stays "intended": resume re-applies it.
         self.platform.set_traffic(release.service, split)
         self.ledger.confirm_traffic(change)
         shown = ", ".join(f"{r} {p}%" for r, p in split.items())
         self.notify("traffic", f"traffic: {shown}", split=split)
 
-    def _promote(self, release: Release, *, skipped: bool) -> Result:
-        note = " (canary skipped)" if skipped else ""
-        result = self._end(release, "promoted", ExitCode.OK, f"{release.canary_revision} serves 100%{note}")
-        if result.status == "promoted":
-            self.notify("promoted", f"{release.image} promoted: {release.canary_revision} serves 100%{note}",
-                        revision=release.canary_revision)  # fmt: skip
-        return result
+    def _promoted(self, release: Release, note: str) -> Phase:
+        reason = f"{release.canary_revision} serves 100%{note}"
+        self.notify("promoted", f"{release.image} promoted: {reason}", revision=release.canary_revision)
+        return self._end(release, Phase.PROMOTED, reason)
 
-    def _fail(self, release: Release, decision: Decision, options: Options) -> Result:
+    def _failed(self, release: Release, decision: Decision, options: Options) -> Phase:
         if decision.next is Next.HOLD:
-            result = self._end(release, "held", ExitCode.HELD, decision.reason)
             self.notify("held", f"held at the current split; a person decides: {decision.reason}")
-            return result
+            return self._end(release, Phase.HELD, decision.reason, ExitCode.HELD)
         if options.on_failure == "freeze":
-            result = self._end(release, "frozen", ExitCode.HELD, decision.reason)
             self.notify("held", f"frozen at the current split (--on-failure freeze): {decision.reason}")
-            return result
-        return self._rollback(release, decision.reason, decision.exit_code, options)
+            return self._end(release, Phase.FROZEN, decision.reason, ExitCode.HELD)
+        return self._end(release, Phase.ROLLING_BACK, decision.reason, decision.exit_code)
 
-    def _rollback(self, release: Release, reason: str, code: ExitCode, options: Options) -> Result:
+    def _rolling_back(self, release: Release) -> Phase:
         stable = release.stable_revision or ""
-        self.ledger.update(release.id, phase="rolling_back")
-        before = self.platform.serving_split(options.service)
+        before = self.platform.serving_split(release.service)
         # The canary keeps its tag (tags=None keeps them) and 0%: it stays inspectable.
-        self._set_traffic(release, {stable: 100}, f"rollback: {reason}")
-        self.ledger.record_rollback(
-            release.service,
-            release.environment,
-            before,
-            stable,
-            reason,
-            automatic=True,
-            release_id=release.id,
-        )
-        result = self._end(release, "rolled_back", code, reason)
+        self._set_traffic(release, {stable: 100}, f"rollback: {release.reason}")
+        if not release.details.get("rollback_recorded"):
+            self.ledger.record_rollback(
+                release.service, release.environment, before, stable, release.reason, automatic=True,
+                operation_id=release.id,
+            )  # fmt: skip
+            self.ledger.update(release.id, details={"rollback_recorded": True})
         self.notify("rolled_back", f"rolled back to {stable}; {release.canary_revision} kept at 0% with tag "
-                    f"{release.tag}: {reason}", revision=stable)  # fmt: skip
-        return result
-
-    def _end(self, release: Release, status: str, code: ExitCode, reason: str) -> Result:
-        if not self.ledger.finish_if_in_progress(release.id, status, reason):
-            raise Aborted
-        final = self.ledger.release(release.id)
-        if status == "failed":
-            self.notify("failed", reason)
-        return Result(status, code, reason, release.id, final.canary_revision, final.stable_revision)
+                    f"{release.tag}: {release.reason}", revision=stable)  # fmt: skip
+        return Phase.ROLLED_BACK
 
 
-def plan(book: Playbook, timing: Timing, options: Options, stable: str | None) -> dict[str, Any]:
+def describe(book: Playbook, plan: Plan, options: Options, stable: str | None) -> dict[str, Any]:
     """What a release would do, for --dry-run and the start of a live run."""
-    hold, interval = timing.hold or book.hold, timing.interval or book.interval
     return {
         "service": options.service,
         "image": options.image,
@@ -360,8 +502,9 @@ def plan(book: Playbook, timing: Timing, options: Options, stable: str | None) -
         "stable": stable,
         "skip_canary": options.skip_canary,
         "on_failure": options.on_failure,
-        "steps": [{"weight": s.weight, "hold": hold, "interval": interval} for s in book.steps],
-        "window": timing.window,
+        "rate": plan.rate,
+        "steps": [step.to_dict() for step in plan.steps],
+        "warnings": plan.warnings,
         "min_requests": book.analysis.min_requests,
         "gates": [{"name": g.name, "max": g.max, "unit": g.unit} for g in book.gates],
         "baseline": {

@@ -15,6 +15,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -22,9 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from ethixctl import yamldoc
+from ethixctl import PLAYBOOKS, yamldoc
+from ethixctl.adapters.prometheus import MetricSource
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "playbooks" / "release.yaml"
+DEFAULT_PATH = PLAYBOOKS / "release.yaml"
 
 PLACEHOLDERS = ("service", "revision", "window")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -41,19 +43,53 @@ def render(template: str, **values: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def _check_template(query: str) -> str:
+def _check_placeholders(query: str) -> str:
     unknown = sorted({name for name in _PLACEHOLDER.findall(query) if name not in PLACEHOLDERS})
     if unknown:
         raise ValueError(
             f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
             f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
         )
-    if "{revision}" not in query:
+    return query
+
+
+def _check_template(query: str) -> str:
+    if "{revision}" not in _check_placeholders(query):
         raise ValueError("the query must select the revision with {revision}")
     return query
 
 
 PromQL = Annotated[str, AfterValidator(_check_template)]
+# A query over the whole service (every revision), e.g. its request rate.
+ServicePromQL = Annotated[str, AfterValidator(_check_placeholders)]
+
+METRIC_SOURCES: tuple[MetricSource, ...] = get_args(MetricSource)
+# Sources whose series come from scraping the revisions, so a canary without an up target has no data.
+SCRAPED_SOURCES: frozenset[MetricSource] = frozenset({"app"})
+
+
+def _per_source(value: object) -> object:
+    # A plain string is one query for every source (for metrics every source has).
+    return dict.fromkeys(METRIC_SOURCES, value) if isinstance(value, str) else value
+
+
+def _every_source(queries: dict[MetricSource, str]) -> dict[MetricSource, str]:
+    missing = [source for source in METRIC_SOURCES if source not in queries]
+    if missing:
+        raise ValueError(
+            f"no query for metric source {', '.join(missing)}: give one per source"
+            f" ({', '.join(METRIC_SOURCES)}) or one string for all"
+        )
+    return queries
+
+
+# One query per metric source, e.g. ``query: {app: "...", cloudrun: "..."}``; a plain string serves all.
+SourceQueries = Annotated[
+    dict[MetricSource, PromQL], BeforeValidator(_per_source), AfterValidator(_every_source)
+]
+ServiceSourceQueries = Annotated[
+    dict[MetricSource, ServicePromQL], BeforeValidator(_per_source), AfterValidator(_every_source)
+]
 
 
 def window_text(seconds: float) -> str:
@@ -73,12 +109,13 @@ class Timing(Strict):
     # which needs at least two scrapes (1 s locally, typically 15–30 s in production).
     sample_step: Seconds | None = None
     sample_window: Seconds | None = None
+    metric_source: MetricSource | None = None
 
 
 class Gate(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
-    query: PromQL
+    query: SourceQueries
     max: float = Field(ge=0, description="the gate passes while the observed value stays strictly below max")
     unit: Literal["ratio", "seconds", "count"] = "ratio"
 
@@ -87,7 +124,7 @@ class Comparison(Strict):
     """One metric of the baseline comparison: a per-sample series for canary and stable."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    query: PromQL
+    query: SourceQueries
     # Kayenta's direction: "increase" means only a higher canary is a failure.
     direction: Literal["increase", "decrease", "either"] = "increase"
     weight: float = Field(default=1.0, gt=0)
@@ -170,8 +207,10 @@ class Notification(Strict):
 class Analysis(Strict):
     window: Seconds = 60
     min_requests: int = Field(default=20, ge=1)
-    requests_query: PromQL
-    # Target labels that identify the canary's scrape target; values are templates.
+    requests_query: SourceQueries
+    # The whole service's request rate (requests/s) before a release: can the canary get enough data?
+    rate_query: ServiceSourceQueries
+    # Target labels that identify the canary's scrape target (scraped sources only); values are templates.
     target_labels: dict[str, str] = Field(default_factory=lambda: {"revision": "{revision}"})
     inconclusive_limit: int = Field(default=3, ge=1)
     consecutive_error_limit: int = Field(default=4, ge=1)
@@ -182,6 +221,7 @@ class Playbook(Strict):
     steps: list[Step] = Field(min_length=1)
     hold: Seconds = 900
     interval: Seconds = 60
+    metric_source: MetricSource = "app"
     environments: dict[str, Timing] = Field(default_factory=dict)
     analysis: Analysis
     gates: list[Gate] = Field(min_length=1)
@@ -232,7 +272,18 @@ class Playbook(Strict):
             window=override.window or self.analysis.window,
             sample_step=override.sample_step or self.baseline.sample_step,
             sample_window=override.sample_window or self.baseline.sample_window,
+            metric_source=override.metric_source or self.metric_source,
         )
+
+    def for_environment(self, environment: str, metric_source: MetricSource | None) -> Playbook:
+        """This playbook as ``environment`` runs it: its metric source (the environment's
+        ``metric_source`` in ethixctl.toml > the playbook's per-environment value > its default)
+        becomes the playbook's own, so every query of the run reads the same source."""
+        override = self.environments.get(environment, Timing())
+        source = metric_source or override.metric_source or self.metric_source
+        pinned = override.model_copy(update={"metric_source": source})
+        environments = {**self.environments, environment: pinned}
+        return self.model_copy(update={"metric_source": source, "environments": environments})
 
     def rule_for(self, situation: Situation, gate: str | None = None) -> Rule | None:
         for rule in self.decisions:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ethixctl.errors import UsageError
-from ethixctl.release.ledger import Ledger
+from ethixctl.ops.ledger import Ledger
+from ethixctl.release import releases
 from ethixctl.release.notify import Notifier
 from ethixctl.release.orchestrator import Platform
 
@@ -34,10 +35,30 @@ class RollbackResult:
         return dict(self.__dict__)
 
 
-def choose_target(platform: Platform, ledger: Ledger, service: str, environment: str, to: str | None) -> str:
+@dataclass
+class RollbackPlan:
+    service: str
+    environment: str
+    to_revision: str
+    from_split: dict[str, int]
+    ends_release: str | None  # the release in progress that the rollback will end
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{r} {p}%" for r, p in self.from_split.items()) or "nothing"
+        ending = f"; ends release {self.ends_release[:8]}" if self.ends_release else ""
+        return f"Roll {self.service} back: 100% to {self.to_revision} (now {shown}){ending}"
+
+
+def plan_rollback(
+    platform: Platform, ledger: Ledger, service: str, environment: str, to: str | None
+) -> RollbackPlan:
+    """Where a rollback would go, checked: an unknown or never-ready revision is refused here."""
     split = platform.serving_split(service)
     serving = {revision for revision, percent in split.items() if percent > 0}
-    target = to or ledger.previous_good(service, environment, split)
+    target = to or releases.previous_good(ledger, service, environment, split)
     if target is None:
         raise UsageError(
             f"the ledger has no earlier good revision of {service}"
@@ -50,30 +71,29 @@ def choose_target(platform: Platform, ledger: Ledger, service: str, environment:
             f"refusing to roll back to {target}: it never became ready ({revision.message or 'not ready'})",
             hint="pick a revision that served before: `ethixctl history " + service + "`",
         )
-    return target
+    running = releases.in_progress(ledger, service, environment)
+    return RollbackPlan(service, environment, target, split, running.id if running else None)
 
 
 def rollback(
     platform: Platform,
     ledger: Ledger,
     notify: Notifier,
-    service: str,
-    environment: str,
+    plan: RollbackPlan,
     *,
-    to: str | None = None,
     measure: bool = True,
     settle_timeout: float = 30.0,
 ) -> RollbackResult:
-    target = choose_target(platform, ledger, service, environment, to)
-    before = platform.serving_split(service)
-    running = ledger.in_progress(service, environment)
+    service, environment, target = plan.service, plan.environment, plan.to_revision
+    running = releases.in_progress(ledger, service, environment)
     ended = None
     if running is not None and ledger.finish_if_in_progress(
         running.id, "aborted", f"ended by a manual rollback to {target}"
     ):
         ended = running.id
-        notify.release_id = running.id
-        notify("aborted", f"release {running.id} ended by a manual rollback to {target}")
+        notify.operation = running
+        notify("aborted", f"release {running.short_id} ended by a manual rollback to {target}")
+    before = platform.serving_split(service)
     if before == {target: 100}:
         return RollbackResult(service, target, before, False, 0.0, 0.0 if measure else None, ended)
     started = time.monotonic()
@@ -90,7 +110,7 @@ def rollback(
         "manual rollback",
         automatic=False,
         seconds=only,
-        release_id=ended,
+        operation_id=ended,
     )
     timing = f"clients see only it after {only:.2f}s" if only is not None else "not measured"
     notify("rolled_back", f"rolled back to {target} ({timing})", revision=target, seconds=only)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ethixctl.release.ledger import Ledger
+from ethixctl.ops.ledger import Ledger
 
 if TYPE_CHECKING:
     from ethixctl.adapters.cloudrun import CloudRun
@@ -26,19 +26,21 @@ class Session:
         env = self.environment
         return CloudRun(env.project, env.region, endpoint=env.run_endpoint)
 
-    def prometheus(self) -> Prometheus:
-        from ethixctl.adapters.prometheus import Prometheus
+    def prometheus(self, budget: float = 10.0) -> Prometheus:
+        """The environment's Prometheus, credentials included; one call (retries too) takes at most
+        ``budget`` seconds: give the gate interval, so a slow Prometheus cannot stretch a step."""
+        from ethixctl.adapters.prometheus import open_prometheus
 
-        return Prometheus(self.environment.prometheus_url)
+        return open_prometheus(self.environment, budget=budget)
 
     def close(self) -> None:
         self.ledger.close()
 
 
 def open_session(env: str | None, state_dir: Path | None) -> Session:
-    from ethixctl.config import load_environment
+    from ethixctl.config import resolve_environment
 
-    environment = load_environment(env, state_dir)
+    environment = resolve_environment(env, state_dir)
     return Session(environment, Ledger(environment.state_dir))
 
 

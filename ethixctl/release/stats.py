@@ -1,9 +1,12 @@
 """Mann-Whitney U and Kayenta-style metric classification and scoring.
 
-Pure Python on purpose: one gate evaluation must stay well under 50 ms and the CLI must not import
-scipy just to compare two short series. The results match ``scipy.stats.mannwhitneyu`` (the tests
-check this): two-sided, average ranks for ties, normal approximation with tie and continuity
-correction, and the exact distribution when a sample is small and there are no ties.
+Pure Python on purpose, measured on these machines (2 cores, 2026-12): ``import scipy.stats`` costs
+0.5 s idle and 2.6–3.5 s on a loaded machine, paid by every ``ethixctl release`` and ``--dry-run``,
+and one ``scipy.stats.mannwhitneyu`` call on two 15-value series takes 3.4 ms against 0.011 ms here,
+with a gate evaluation budget of 50 ms. So scipy is not a runtime dependency of ethixctl; it is the
+test oracle (tests/ethixctl/release/test_stats.py, with hypothesis): two-sided, average ranks for
+ties, normal approximation with tie and continuity correction, and the exact distribution when a
+sample is small and there are no ties, all matching ``scipy.stats.mannwhitneyu``.
 """
 
 from __future__ import annotations

@@ -7,17 +7,17 @@ is reported as ``file:line: field: problem`` (exit code 2) before any request is
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ethixctl import yamldoc
-from ethixctl.errors import PlaybookError
+from ethixctl import PLAYBOOKS, yamldoc
+from ethixctl.errors import PlaybookError, UsageError
 from ethixctl.smoke import jsonpath, template
 
-# ethixctl.procs knows the repo root too, but importing it would pull httpx into every suite load.
-DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "playbooks" / "smoke.yaml"
+DEFAULT_SUITE = PLAYBOOKS / "smoke.yaml"
 BUILTIN_VARIABLES = ("run_id", "email", "password", "base_url")
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -113,6 +113,8 @@ class Poll(_Strict):
 class Step(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
+    # one of the suite's categories; required when the suite declares categories
+    category: str | None = None
     request: Request
     status: int | list[int] = 200
     json_checks: JsonAssertion | list[JsonAssertion] = Field(default=[], alias="json")
@@ -147,6 +149,14 @@ class Step(_Strict):
         return self.contains if isinstance(self.contains, list) else [self.contains]
 
 
+class Category(_Strict):
+    """A group of steps that ``--category`` selects; ``needs`` names earlier categories whose steps
+    create what this one uses (the synthetic user, its dataset), so they run first."""
+
+    description: str = ""
+    needs: list[str] = []
+
+
 class Suite(_Strict):
     name: str = "smoke"
     description: str = ""
@@ -155,6 +165,8 @@ class Suite(_Strict):
     variables: dict[str, str] = {}
     # names of variables whose values are masked in every output, on top of the automatic rules
     secrets: list[str] = []
+    # category name -> Category; empty: the steps form one uncategorised group
+    categories: dict[str, Category] = {}
     steps: list[Step] = Field(min_length=1)
     cleanup: list[Step] = []
     # fixture paths are relative to the suite file's directory; set by parse_suite
@@ -173,14 +185,44 @@ class Suite(_Strict):
             seen.add(step.name)
         return self
 
+    def closure(self, names: Iterable[str]) -> list[str]:
+        """``names`` with every category they need, transitively, in declaration order."""
+        wanted: set[str] = set()
+        pending = list(names)
+        while pending:
+            name = pending.pop()
+            if name not in wanted:
+                wanted.add(name)
+                pending.extend(self.categories[name].needs)
+        return [name for name in self.categories if name in wanted]
+
+    def dependants(self, name: str) -> set[str]:
+        """The categories that cannot run once ``name`` has failed: itself and all that need it."""
+        return {other for other in self.categories if name in self.closure([other])}
+
+    def select(self, names: Sequence[str]) -> Suite:
+        """The suite limited to the steps of ``names`` and of the categories they need."""
+        if not self.categories:
+            raise UsageError(f"suite {self.name!r} declares no categories; run it without --category")
+        unknown = [name for name in names if name not in self.categories]
+        if unknown:
+            raise UsageError(
+                f"unknown smoke category {unknown[0]!r}", hint=f"categories: {', '.join(self.categories)}"
+            )
+        kept = set(self.closure(names))
+        subset = self.model_copy(update={"steps": [step for step in self.steps if step.category in kept]})
+        subset._base_dir = self._base_dir
+        return subset
+
 
 def _check_references(suite: Suite, path: str, lines: dict[yamldoc.Location, int]) -> None:
     """Every ``{{ var }}`` must be a built-in, a suite variable or captured by an earlier step."""
 
-    def fail(loc: tuple[str | int, ...], problem: str) -> None:
+    def fail(loc: tuple[str | int, ...], problem: str) -> NoReturn:
         line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), None)
         raise PlaybookError(path, line, ".".join(str(part) for part in loc), problem)
 
+    _check_categories(suite, fail)
     known = set(BUILTIN_VARIABLES)
     for name, value in suite.variables.items():
         unknown = template.names_in(value) - known
@@ -193,25 +235,75 @@ def _check_references(suite: Suite, path: str, lines: dict[yamldoc.Location, int
     for secret in suite.secrets:
         if not template.PLACEHOLDER.fullmatch("{{" + secret + "}}"):
             fail(("secrets",), f"{secret!r} is not a variable name")
-    captured = set(known)
+    # A category runs with only the categories it needs: its steps may use only what those capture.
+    groups: list[tuple[str | None, set[str] | None]] = [
+        (name, set(suite.closure([name]))) for name in suite.categories
+    ] or [(None, None)]
+    for category, kept in groups:
+        captured = set(known)
+        for index, step in enumerate(suite.steps):
+            if kept is None or step.category in kept:
+                _check_step(suite, step, ("steps", index), captured, category, fail)
+                captured |= set(step.capture)
+    captured = known | {name for step in suite.steps for name in step.capture}
+    for index, step in enumerate(suite.cleanup):
+        _check_step(suite, step, ("cleanup", index), captured, None, fail)
+        captured |= set(step.capture)
+
+
+def _check_categories(suite: Suite, fail: Callable[[tuple[str | int, ...], str], NoReturn]) -> None:
+    declared = list(suite.categories)
+    for position, (name, category) in enumerate(suite.categories.items()):
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+            fail(("categories", name), "a category name has lower case letters, digits and '-' only")
+        for needed in category.needs:
+            if needed not in declared[:position]:
+                fail(
+                    ("categories", name, "needs"),
+                    f"{needed!r} is not a category declared before {name!r}",
+                )
     for section, steps in (("steps", suite.steps), ("cleanup", suite.cleanup)):
         for index, step in enumerate(steps):
-            raw = step.model_dump(by_alias=True, exclude={"capture", "name", "description"})
-            for field, value in raw.items():
-                unknown = template.names_in(value) - captured
-                if unknown:
+            if step.category is None:
+                if declared and section == "steps":
                     fail(
-                        (section, index, field),
-                        f"unknown variable {sorted(unknown)[0]!r}: not a built-in "
-                        f"({', '.join(BUILTIN_VARIABLES)}), a suite variable or captured by an earlier step",
+                        (section, index), f"the suite declares categories: give one of {', '.join(declared)}"
                     )
-            for field_name, fixture in (step.request.multipart or {}).items():
-                if not (suite.base_dir / fixture).is_file():
-                    fail(
-                        (section, index, "request", "multipart", field_name),
-                        f"fixture file {fixture!r} not found next to the suite ({suite.base_dir})",
-                    )
-            captured |= set(step.capture)
+            elif section == "cleanup":
+                fail((section, index, "category"), "cleanup steps have no category: they always run")
+            elif step.category not in suite.categories:
+                problem = f"one of {', '.join(declared)}" if declared else "the suite declares no categories"
+                fail((section, index, "category"), f"unknown category {step.category!r} ({problem})")
+    used = {step.category for step in suite.steps}
+    for name in declared:
+        if name not in used:
+            fail(("categories", name), "no step has this category")
+
+
+def _check_step(
+    suite: Suite,
+    step: Step,
+    loc: tuple[str, int],
+    captured: set[str],
+    category: str | None,
+    fail: Callable[[tuple[str | int, ...], str], NoReturn],
+) -> None:
+    raw = step.model_dump(by_alias=True, exclude={"capture", "name", "description", "category"})
+    for field, value in raw.items():
+        unknown = template.names_in(value) - captured
+        if unknown:
+            scope = f" of category {category!r} or a category it needs" if category else ""
+            fail(
+                (*loc, field),
+                f"unknown variable {sorted(unknown)[0]!r}: not a built-in "
+                f"({', '.join(BUILTIN_VARIABLES)}), a suite variable or captured by an earlier step{scope}",
+            )
+    for field_name, fixture in (step.request.multipart or {}).items():
+        if not (suite.base_dir / fixture).is_file():
+            fail(
+                (*loc, "request", "multipart", field_name),
+                f"fixture file {fixture!r} not found next to the suite ({suite.base_dir})",
+            )
 
 
 def parse_suite(text: str, path: str, base_dir: Path) -> Suite:

@@ -1,7 +1,8 @@
 """Run a smoke suite against one base URL and return a report (library entry point: ``run_suite``).
 
-Steps run in order and stop at the first one that does not pass (later steps are skipped: they
-depend on what the earlier ones created). The cleanup steps always run when the captures they use
+Steps run in order. A failed step skips the rest of its category and of the categories that need
+it (they depend on what the earlier steps created); other categories still run, and an unanswered
+request skips everything. The cleanup steps always run when the captures they use
 exist, so the synthetic user never outlives the run. Network errors are retried with a bounded
 backoff and, when they persist, recorded as ``error`` (target unreachable), not as a test failure.
 """
@@ -60,6 +61,11 @@ class StepResult:
     attempts: int = 0
     network_retries: int = 0
     polls: int = 0
+    category: str | None = None
+
+
+def status_counts(results: list[StepResult]) -> dict[str, int]:
+    return {status.value: sum(result.status is status for result in results) for status in StepStatus}
 
 
 @dataclass
@@ -73,6 +79,8 @@ class SmokeReport:
     cleanup: list[StepResult] = field(default_factory=list)
     # what the steps captured (ids to look up in logs); secret captures are masked
     captures: dict[str, Any] = field(default_factory=dict)
+    # the categories whose steps ran (selected ones and those they need), in suite order
+    categories: list[str] = field(default_factory=list)
 
     @property
     def unreachable(self) -> bool:
@@ -98,9 +106,7 @@ class SmokeReport:
 
     def counts(self) -> dict[str, int]:
         results = [*self.steps, *self.cleanup]
-        counts = {status.value: sum(r.status is status for r in results) for status in StepStatus}
-        counts["network_retries"] = sum(r.network_retries for r in results)
-        return counts
+        return {**status_counts(results), "network_retries": sum(r.network_retries for r in results)}
 
     def to_dict(self) -> dict[str, Any]:
         def result(step: StepResult) -> dict[str, Any]:
@@ -111,6 +117,7 @@ class SmokeReport:
 
         return {
             "suite": self.suite,
+            "categories": self.categories,
             "base_url": self.base_url,
             "run_id": self.run_id,
             "started_at": self.started_at.isoformat(),
@@ -204,6 +211,7 @@ def run_suite(
     for name in suite.secrets:
         masker.add(values.get(name))
     report = SmokeReport(suite.name, base_url, values["run_id"], datetime.now(UTC))
+    report.categories = [name for name in suite.categories if any(s.category == name for s in suite.steps)]
     runner = _Runner(suite, base_url, values, masker, timeout or suite.timeout, retries)
     started = time.perf_counter()
     owns_client = client is None
@@ -212,14 +220,22 @@ def run_suite(
         follow_redirects=False,
     )
     try:
-        blocker: StepResult | None = None
+        # A failed step stops the rest of its category and every category needing it (they use what
+        # it should have created); the other categories still run. A target that does not answer
+        # stops everything.
+        blockers: dict[str | None, StepResult] = {}
         for step in suite.steps:
+            blocker = blockers.get(step.category)
             if blocker is not None:
                 result = runner.skipped(step, "test", f"skipped: step {blocker.name!r} did not pass")
             else:
                 result = runner.run(http, step, "test")
                 if result.status is not StepStatus.PASSED:
-                    blocker = result
+                    stopped: set[str | None] = {None, *suite.categories}
+                    if step.category is not None and result.status is StepStatus.FAILED:
+                        stopped = set(suite.dependants(step.category))
+                    for category in stopped:
+                        blockers.setdefault(category, result)
             report.steps.append(result)
             if on_step:
                 on_step(result)
@@ -263,12 +279,27 @@ class _Runner:
 
     def skipped(self, step: Step, phase: str, reason: str) -> StepResult:
         return StepResult(
-            step.name, phase, StepStatus.SKIPPED, 0.0, step.request.method, step.request.path, reason=reason
+            step.name,
+            phase,
+            StepStatus.SKIPPED,
+            0.0,
+            step.request.method,
+            step.request.path,
+            reason=reason,
+            category=step.category,
         )
 
     def run(self, http: httpx.Client, step: Step, phase: str) -> StepResult:
         started = time.perf_counter()
-        result = StepResult(step.name, phase, StepStatus.PASSED, 0.0, step.request.method, step.request.path)
+        result = StepResult(
+            step.name,
+            phase,
+            StepStatus.PASSED,
+            0.0,
+            step.request.method,
+            step.request.path,
+            category=step.category,
+        )
         try:
             path = template.render(step.request.path, self.values)
             result.path = self.masker(str(path))

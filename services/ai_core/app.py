@@ -26,11 +26,12 @@ from services.ai_core.schemas import (
     Starting,
 )
 from services.ai_core.settings import AiCoreSettings
-from services.common import observability
+from services.common import hardening, logs, observability, openapi, sentry
 
 
 def create_app(settings: AiCoreSettings | None = None) -> FastAPI:
     settings = settings or AiCoreSettings()
+    sentry.init(settings)
     limits = Limits(
         max_rows=settings.analysis_max_rows,
         max_columns=settings.analysis_max_columns,
@@ -49,7 +50,11 @@ def create_app(settings: AiCoreSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="ethix ai_core", version="1", lifespan=lifespan)
     app.state.engine = engine
+    openapi.install(app)
+    # Outermost last: access log and request id around CORS and security headers around the metrics.
     observability.install(app, settings)
+    hardening.install(app, settings)
+    logs.install(app, settings)
     metric_labels = (settings.service_name, settings.revision)
 
     @app.get("/health/liveness")

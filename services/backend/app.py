@@ -10,12 +10,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.backend import heartbeat, ratelimit
 from services.backend.deps import Backend
 from services.backend.routers import analyses, auth, datasets, health, users
 from services.backend.runner import AnalysisRunner
+from services.backend.security import HashingBusy
 from services.backend.settings import BackendSettings, load_settings
-from services.common import observability
-from services.common.docstore import DocStore, open_store
+from services.backend.throttle import TooManyFailures
+from services.common import hardening, logs, observability, openapi, sentry
+from services.common.docstore import DocStore, Index, ensure_indexes, open_store
 from services.common.storage import open_storage
 
 # Room for the multipart boundaries and part headers around the file itself.
@@ -25,12 +28,25 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
+# Every index the backend's queries need, declared once; created at startup on SQLite and MongoDB alike,
+# and listed by the store, so snapshots carry them. Keep in step with the queries:
+#   users: login finds by email; datasets: one owner's list in created_at order, paged by (created_at, _id),
+#   and the account deletion by owner; analyses: the account deletion by owner, and the runner's
+#   recovery query by status.
+INDEXES: dict[str, list[Index]] = {
+    "users": [Index.on("email", unique=True)],
+    "datasets": [Index.on("owner_id", "created_at", "_id")],
+    "analyses": [Index.on("owner_id"), Index.on("status")],
+}
+
+
 def prepare_store(store: DocStore) -> None:
-    store["users"].create_unique_index("email")
+    ensure_indexes(store, INDEXES)
 
 
 def create_app(settings: BackendSettings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    sentry.init(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,13 +57,18 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             runner = AnalysisRunner(settings, store, storage)
             await run_in_threadpool(runner.reap_orphans)
             app.state.backend = Backend(settings, store, storage, runner)
-            reaper = asyncio.create_task(runner.reap_forever())
+            if settings.rate_limit_enabled:
+                app.state.rate_limits = await run_in_threadpool(ratelimit.RateLimits, settings, store)
+            tasks = [asyncio.create_task(runner.reap_forever())]
+            if settings.heartbeat_seconds > 0:
+                tasks.append(asyncio.create_task(heartbeat.beat_forever(store, settings)))
             try:
                 yield
             finally:
-                reaper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await runner.close()
         finally:
             store.close()
@@ -80,6 +101,23 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             return JSONResponse({"detail": detail}, status_code=413)
         return await call_next(request)
 
-    # Installed last, so its middleware is outermost and also counts the early 413s.
+    @app.exception_handler(HashingBusy)
+    async def hashing_busy(request: Request, exc: HashingBusy) -> JSONResponse:
+        detail = "too many password checks at once; retry shortly"
+        return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "1"})
+
+    @app.exception_handler(TooManyFailures)
+    async def too_many_failures(request: Request, exc: TooManyFailures) -> JSONResponse:
+        detail = "too many failed logins; retry later"
+        return JSONResponse(
+            {"detail": detail}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    ratelimit.install(app, lambda: getattr(app.state, "rate_limits", None))
+    openapi.install(app, rate_limited_prefix="/api/")
+    # Each install wraps the ones before: metrics count the early 413s and 429s, every answer (injected
+    # faults too) gets CORS and security headers, and the access log (outermost) sees the final status.
     observability.install(app, settings)
+    hardening.install(app, settings)
+    logs.install(app, settings)
     return app

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from services.backend.runner import AnalysisRunner
 from services.backend.security import InvalidToken, verify_token
 from services.backend.settings import BackendSettings
+from services.backend.throttle import LoginThrottle
 from services.common.docstore import DocStore
 from services.common.storage import ObjectStore
 
@@ -47,10 +48,23 @@ def _runner(request: Request) -> AnalysisRunner:
     return _backend(request).runner
 
 
+def _throttle(request: Request) -> LoginThrottle:
+    backend = _backend(request)
+    return LoginThrottle(backend.settings, backend.store)
+
+
+def _client_address(request: Request) -> str:
+    # uvicorn has already taken it from X-Forwarded-For when the peer is a trusted proxy
+    # (FORWARDED_ALLOW_IPS: the local router on 127.0.0.1; on Cloud Run, Google's front end).
+    return request.client.host if request.client else "unknown"
+
+
 Settings = Annotated[BackendSettings, Depends(_settings)]
 Store = Annotated[DocStore, Depends(_store)]
 Storage = Annotated[ObjectStore, Depends(_storage)]
 Runner = Annotated[AnalysisRunner, Depends(_runner)]
+Throttle = Annotated[LoginThrottle, Depends(_throttle)]
+ClientAddress = Annotated[str, Depends(_client_address)]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/login")
 

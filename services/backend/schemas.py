@@ -43,6 +43,13 @@ class DatasetOut(BaseModel):
     created_at: datetime
 
 
+class DatasetPage(BaseModel):
+    items: list[DatasetOut]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` to get the next page; null on the last page."
+    )
+
+
 class AnalysisIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

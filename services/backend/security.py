@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -25,6 +27,30 @@ def _hasher_for(settings: BackendSettings) -> tuple[PasswordHasher, str]:
     return _hasher(settings.password_hash_time_cost, settings.password_hash_memory_kib)
 
 
+class HashingBusy(Exception):
+    """Every password-hashing slot is taken: the request is refused (429) instead of queueing."""
+
+
+_T = TypeVar("_T")
+
+
+@functools.lru_cache(maxsize=4)
+def _hashing_slots(concurrency: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(concurrency)
+
+
+async def _bounded(settings: BackendSettings, work: Callable[[], _T]) -> _T:
+    # argon2 costs ~0.1 s of CPU per call; unbounded, a login flood starves every other route. At most
+    # one hash per core runs at a time, and the excess is refused at once rather than queued.
+    slots = _hashing_slots(settings.password_hash_concurrency)
+    if not slots.acquire(blocking=False):
+        raise HashingBusy
+    try:
+        return await run_in_threadpool(work)
+    finally:
+        slots.release()
+
+
 class InvalidToken(Exception):
     """The token is malformed, expired, signed with an unknown key or has a bad signature."""
 
@@ -32,7 +58,7 @@ class InvalidToken(Exception):
 async def hash_password(settings: BackendSettings, password: str) -> str:
     # argon2 takes a good part of a second of CPU: keep it off the event loop.
     hasher, _ = await run_in_threadpool(_hasher_for, settings)
-    return await run_in_threadpool(hasher.hash, password)
+    return await _bounded(settings, functools.partial(hasher.hash, password))
 
 
 async def verify_password(settings: BackendSettings, password_hash: str | None, password: str) -> bool:
@@ -44,7 +70,7 @@ async def verify_password(settings: BackendSettings, password_hash: str | None, 
         except (VerificationError, InvalidHashError):
             return False
 
-    return await run_in_threadpool(check)
+    return await _bounded(settings, check)
 
 
 def issue_token(settings: BackendSettings, user_id: str) -> str:

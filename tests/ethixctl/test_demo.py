@@ -9,7 +9,8 @@ import pytest
 
 from ethixctl import demo
 from ethixctl.cli import main
-from ethixctl.release.ledger import Ledger
+from ethixctl.ops.ledger import Ledger
+from ethixctl.release import releases as release_records
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +23,7 @@ def test_demo_promotes_a_good_release_and_rolls_back_a_bad_one(
         demo.run(str(state_dir), free_ports=True)
         ledger = Ledger(state_dir)
         try:
-            releases = ledger.releases("local", "backend")
+            releases = release_records.listed(ledger, "local", "backend")
         finally:
             ledger.close()
         assert [r.status for r in releases] == ["promoted", "rolled_back"]

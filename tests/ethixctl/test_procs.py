@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,3 +79,43 @@ def test_a_process_is_adopted_only_while_pid_and_start_time_match(tmp_path: Path
         adopted.stop()  # gone: nothing is signalled
     finally:
         process.stop()
+
+
+def _reuseport_listener() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+LISTEN_AND_WAIT = """
+import socket, sys
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.listen()
+print("listening", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_port_holding_tells_a_port_held_alone_from_one_shared_through_so_reuseport() -> None:
+    with _reuseport_listener() as mine:
+        port = mine.getsockname()[1]
+        alone = procs.port_holding(os.getpid(), [port])
+        assert alone is not None and alone.exclusive
+        other = subprocess.Popen(
+            [sys.executable, "-c", LISTEN_AND_WAIT, str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert other.stdout is not None and other.stdout.readline() == "listening\n"
+            shared = procs.port_holding(os.getpid(), [port])
+            assert shared is not None and shared.shared == {port} and not shared.missing
+            theirs = procs.port_holding(other.pid, [port])
+            assert theirs is not None and theirs.shared == {port}
+        finally:
+            other.communicate("")
+    gone = procs.port_holding(os.getpid(), [port])
+    assert gone is not None and gone.missing == {port} and not gone.shared

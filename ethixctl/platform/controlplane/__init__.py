@@ -16,6 +16,10 @@ Implemented (project `local`, region `local`; any other project/location names w
   (PATCH with `updateMask=versionAliases|labels|annotations`), `POST .../secrets/S:addVersion`,
   `GET .../secrets/S/versions`, `GET .../versions/V` and `GET .../versions/V:access` (V: number, `latest`,
   alias), `POST .../versions/V:enable|:disable|:destroy`.
+- Atlas Admin API v2, cloud backup (`controlplane/atlas.py`): `GET /api/atlas/v2/groups/G/clusters/C`,
+  `GET|POST .../clusters/C/backup/snapshots`, `GET .../backup/snapshots/ID`,
+  `POST .../backup/restoreJobs`, `GET .../backup/restoreJobs/ID`, over the local snapshots in
+  `STATE_DIR/backups`; a restore into the live cluster is refused.
 - `GET /healthz` for readiness checks.
 
 State: `store_dir/cloudrun.json`, `store_dir/secretmanager.json` (0600, atomic replacement) and the

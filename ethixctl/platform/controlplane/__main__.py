@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle-timeout", type=float, default=IDLE_TIMEOUT, help="scale idle tagged revisions to zero"
     )
+    parser.add_argument(
+        "--snapshot-every", type=float, default=None, help="seconds between scheduled snapshots"
+    )
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     ports = state.read_json(state_dir / state.PORTS_FILE)
@@ -66,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in SEEDED:
             runtime.service_url(name)
-        server = serve(state_dir / "controlplane", runtime, "127.0.0.1", ports["control_plane"])
+        server = serve(
+            state_dir / "controlplane",
+            runtime,
+            "127.0.0.1",
+            ports["control_plane"],
+            snapshot_every=args.snapshot_every,
+        )
         runtime.spec_source = server.plane.cloudrun.reconciler.spec_for
         print(f"control plane serving on {server.url} (pid {os.getpid()})", flush=True)
         while not terminated.wait(PARENT_POLL):

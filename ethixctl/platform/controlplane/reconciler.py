@@ -20,6 +20,7 @@ from concurrent.futures import wait as wait_futures
 from google.cloud import run_v2
 
 from ethixctl.adapters.cloudrun_names import parse_revision, parse_service, short
+from ethixctl.platform import manifests
 from ethixctl.platform.controlplane.apierror import ApiError
 from ethixctl.platform.controlplane.operations import Operations
 from ethixctl.platform.controlplane.resources import (
@@ -33,6 +34,7 @@ from ethixctl.platform.controlplane.resources import (
 )
 from ethixctl.platform.controlplane.secretmanager import SecretManager
 from ethixctl.platform.controlplane.servicestore import RESTORE, ServiceStore
+from ethixctl.platform.probes import Probes
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, Runtime
 
 # Time an operation may take beyond the startup timeout (routing, saving) before the watchdog ends it.
@@ -260,7 +262,13 @@ class Reconciler:
         revision_id = parse_revision(revision_name).revision
         service_id = short(service_name)
         env.update({"K_SERVICE": service_id, "K_REVISION": revision_id, "K_CONFIGURATION": service_id})
-        return RevisionSpec(service_id, revision_id, service_id, container.image, env)
+        if "cpu" in container.resources.limits:
+            # Cloud Run gives each instance this many vCPUs; nothing enforces it here, so the revision is
+            # told (its CPU gate measures against it).
+            env["ETHIX_CPU_LIMIT"] = str(manifests.cpu_cores(container.resources.limits["cpu"]))
+        return RevisionSpec(
+            service_id, revision_id, service_id, container.image, env, Probes.from_container(container)
+        )
 
     def _warm(self, service_name: str) -> str | None:
         """Start every revision the split gives traffic to that is not serving (e.g. scaled to zero, a

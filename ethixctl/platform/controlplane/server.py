@@ -26,6 +26,7 @@ from google.protobuf import json_format
 
 from ethixctl.platform.controlplane import apierror
 from ethixctl.platform.controlplane.apierror import ApiError
+from ethixctl.platform.controlplane.atlas import LocalAtlas
 from ethixctl.platform.controlplane.cloudrun import CloudRun
 from ethixctl.platform.controlplane.paging import Page
 from ethixctl.platform.controlplane.secretmanager import SecretManager
@@ -54,11 +55,13 @@ Route = tuple[str, str, Callable[[Request], Any]]
 
 
 class ControlPlane:
-    """Dispatches a request to the Cloud Run or Secret Manager state; returns a JSON-able answer."""
+    """Dispatches a request to the Cloud Run, Secret Manager or Atlas backup state; returns a JSON-able
+    answer."""
 
     def __init__(self, store_dir: Path, runtime: Runtime, startup_timeout: float):
         self.secrets = SecretManager(store_dir / "secretmanager.json", store_dir / "secretmanager.key")
         self.cloudrun = CloudRun(store_dir / "cloudrun.json", runtime, self.secrets, startup_timeout)
+        self.atlas = _local_atlas(store_dir.parent)
         run, sec, ops = self.cloudrun, self.secrets, self.cloudrun.operations
         svc = rf"{_LOC}/services/(?P<svc>{_SEG})"
         op = rf"{_LOC}/operations/(?P<op>{_SEG})"
@@ -158,6 +161,7 @@ class ControlPlane:
                 ),
             ),
         ]
+        self.routes += self.atlas.routes()
         self.compiled = [(m, re.compile(p + "$"), h) for m, p, h in self.routes]
 
     def dispatch(self, method: str, target: str, body: str) -> tuple[int, Any]:
@@ -181,6 +185,14 @@ class ControlPlane:
         return 404, apierror.not_found(
             f"the local control plane does not implement {method} {parts.path}"
         ).body()
+
+
+def _local_atlas(state_dir: Path) -> LocalAtlas:
+    """The Atlas subset over this state dir's snapshots, with the DR playbook's local cluster."""
+    from ethixctl.dr import playbook
+
+    book = playbook.load()
+    return LocalAtlas(state_dir, book.target("local").cluster, book.retention.snapshots)
 
 
 def _parse(kind: Any, body: str) -> Any:
@@ -327,6 +339,7 @@ class ControlPlaneServer:
 
     def shutdown(self) -> None:
         self.plane.cloudrun.shutdown()
+        self.plane.atlas.shutdown()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()
@@ -340,11 +353,17 @@ def serve(
     port: int = 0,
     *,
     startup_timeout: float = 120.0,
+    snapshot_every: float | None = None,
 ) -> ControlPlaneServer:
-    """Start the control plane in a background thread; stored services get their revisions restarted."""
+    """Start the control plane in a background thread; stored services get their revisions restarted.
+
+    With ``snapshot_every`` (seconds), the live cluster is snapshotted on that schedule.
+    """
     store_dir.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(store_dir, runtime, startup_timeout)
     httpd = _Server((host, port), _handler_class(plane))
     server = ControlPlaneServer(plane, httpd)
     plane.cloudrun.restore()
+    if snapshot_every is not None:
+        plane.atlas.start_schedule(snapshot_every)
     return server

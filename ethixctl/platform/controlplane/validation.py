@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from google.cloud import run_v2
 
 from ethixctl.adapters.cloudrun_names import parse_service, short
+from ethixctl.platform import manifests
 from ethixctl.platform.controlplane import apierror
 from ethixctl.platform.controlplane.apierror import ApiError
 from ethixctl.platform.controlplane.resources import LATEST, REVISION, clone, revision_ready
@@ -38,6 +39,14 @@ def check_template(service_name: str, template: run_v2.RevisionTemplate, secrets
     container = template.containers[0]
     if not container.image:
         raise apierror.invalid_argument("template.containers[0].image is required")
+    if "cpu" in container.resources.limits:
+        try:
+            manifests.cpu_cores(container.resources.limits["cpu"])
+        except ValueError:
+            raise apierror.invalid_argument(
+                f"template.containers[0].resources.limits.cpu: {container.resources.limits['cpu']!r} "
+                "is not a CPU quantity (e.g. 1, 2, 500m)"
+            ) from None
     project = parse_service(service_name).project
     for var in container.env:
         ref = var.value_source.secret_key_ref

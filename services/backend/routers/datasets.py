@@ -9,9 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from services.backend.csvcheck import CsvInvalid, CsvTooLarge, inspect_csv
 from services.backend.deps import UNAUTHORIZED, CurrentUser, Settings, Storage, Store, owned
+from services.backend.pagination import DEFAULT_LIMIT, Cursor, Limit, page
 from services.backend.routers.users import dataset_prefix
 from services.backend.runner import now_iso
-from services.backend.schemas import DatasetOut, InvalidInput, Problem
+from services.backend.schemas import DatasetOut, DatasetPage, InvalidInput, Problem
 from services.common.docstore import new_id
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=UNAUTHORIZED)
@@ -78,10 +79,23 @@ async def upload(
     return to_out(doc)
 
 
-@router.get("", response_model=list[DatasetOut])
-async def list_datasets(user: CurrentUser, store: Store) -> list[DatasetOut]:
-    docs = await run_in_threadpool(store["datasets"].find, {"owner_id": user["_id"]}, [("created_at", 1)])
-    return [to_out(doc) for doc in docs]
+# Served by the index on (owner_id, created_at, _id) declared in services/backend/app.py.
+LIST_ORDER = [("created_at", 1), ("_id", 1)]
+
+
+@router.get(
+    "",
+    response_model=DatasetPage,
+    responses={422: {"model": InvalidInput, "description": "Bad limit or cursor"}},
+)
+async def list_datasets(
+    user: CurrentUser, store: Store, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> DatasetPage:
+    """Your datasets, oldest first, one page at a time."""
+    docs, next_cursor = await run_in_threadpool(
+        page, store["datasets"], {"owner_id": user["_id"]}, LIST_ORDER, limit, cursor
+    )
+    return DatasetPage(items=[to_out(doc) for doc in docs], next_cursor=next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=NOT_FOUND)

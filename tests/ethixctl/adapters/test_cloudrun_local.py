@@ -31,7 +31,7 @@ def platform(tmp_path: Path) -> Iterator[tuple[CloudRun, TestRuntime, ControlPla
         yield run, runtime, server
 
 
-def test_local_control_plane_deploy_with_pinned_traffic_and_tag(
+def test_local_control_plane_deploy_with_pinned_traffic_and_tag_stand_in_runtime(
     platform: tuple[CloudRun, TestRuntime, ControlPlaneServer],
 ) -> None:
     run, _, _ = platform
@@ -53,7 +53,7 @@ def test_local_control_plane_deploy_with_pinned_traffic_and_tag(
     assert [r.name for r in run.list_revisions("backend")] == [canary.name, stable]
 
 
-def test_local_control_plane_set_traffic_keeps_or_replaces_tags(
+def test_local_control_plane_set_traffic_keeps_or_replaces_tags_stand_in_runtime(
     platform: tuple[CloudRun, TestRuntime, ControlPlaneServer],
 ) -> None:
     run, runtime, _ = platform
@@ -74,7 +74,7 @@ def test_local_control_plane_set_traffic_keeps_or_replaces_tags(
         run.tag_url("backend", "canary-1")
 
 
-def test_local_control_plane_serving_split_ignores_leading_tag_only_entry(
+def test_local_control_plane_serving_split_ignores_leading_tag_only_entry_stand_in_runtime(
     platform: tuple[CloudRun, TestRuntime, ControlPlaneServer],
 ) -> None:
     run, _, server = platform
@@ -96,7 +96,7 @@ def test_local_control_plane_serving_split_ignores_leading_tag_only_entry(
     assert run.serving_split("backend") == {stable: 100}
 
 
-def test_local_control_plane_deploy_without_keep_traffic_takes_all(
+def test_local_control_plane_deploy_without_keep_traffic_takes_all_stand_in_runtime(
     platform: tuple[CloudRun, TestRuntime, ControlPlaneServer],
 ) -> None:
     run, _, _ = platform
@@ -104,7 +104,7 @@ def test_local_control_plane_deploy_without_keep_traffic_takes_all(
     assert run.serving_split("backend") == {new.name: 100}
 
 
-def test_local_control_plane_failed_deploy_raises_and_keeps_split(
+def test_local_control_plane_failed_deploy_raises_and_keeps_split_stand_in_runtime(
     platform: tuple[CloudRun, TestRuntime, ControlPlaneServer],
 ) -> None:
     run, _, _ = platform
@@ -122,7 +122,7 @@ def test_local_control_plane_failed_deploy_raises_and_keeps_split(
     assert [(t.revision, t.percent, t.tag) for t in rolled.traffic] == [(stable, 100, None)]
 
 
-def test_local_control_plane_errors_are_operator_errors(
+def test_local_control_plane_errors_are_operator_errors_stand_in_runtime(
     platform: tuple[CloudRun, TestRuntime, ControlPlaneServer],
 ) -> None:
     run, _, _ = platform
@@ -139,7 +139,7 @@ def test_local_control_plane_errors_are_operator_errors(
         run.set_traffic("backend", {"backend-00042-zzz": 100})
 
 
-def test_local_control_plane_unreachable_is_platform_unavailable() -> None:
+def test_local_control_plane_unreachable_is_platform_unavailable_stand_in_runtime() -> None:
     run = CloudRun("local", "local", endpoint=f"http://127.0.0.1:{procs.free_port()}", restart_wait=1.0)
     started = time.monotonic()
     with pytest.raises(PlatformUnavailable) as raised:
@@ -149,7 +149,9 @@ def test_local_control_plane_unreachable_is_platform_unavailable() -> None:
     assert raised.value.exit_code == ExitCode.PLATFORM_UNAVAILABLE
 
 
-def test_local_control_plane_restart_does_not_fail_a_deploy_or_a_traffic_change(tmp_path: Path) -> None:
+def test_local_control_plane_restart_does_not_fail_a_deploy_or_a_traffic_change_stand_in_runtime(
+    tmp_path: Path,
+) -> None:
     """The daemon restarts a control plane that died; a client in the middle of a change waits for it
     (refused connections are tried again) and finds its change finished by the new control plane,
     though the operation it polled died with the old one."""

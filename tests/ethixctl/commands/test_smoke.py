@@ -11,7 +11,9 @@ import pytest
 from ethixctl import procs
 from ethixctl.cli import main
 from ethixctl.procs import Service
-from tests.ethixctl.smoke.conftest import RUNBOOK_TESTS
+from tests.ethixctl.smoke.conftest import CLEANUP_STEPS, RUNBOOK_STEPS, RUNBOOK_TESTS
+
+ALL_CASES = len(RUNBOOK_STEPS) + len(CLEANUP_STEPS)
 
 
 def test_nothing_listening_exits_3_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,7 +26,7 @@ def test_nothing_listening_exits_3_and_says_so(tmp_path: Path, capsys: pytest.Ca
     assert "UNREACHABLE" in captured.out
     root = ET.parse(junit).getroot()
     cases = root.findall("./testsuite/testcase")
-    assert len(cases) == 10
+    assert len(cases) == ALL_CASES
     error = cases[0].find("error")
     assert error is not None and (error.get("message") or "").startswith("network error: ConnectError")
     assert all(case.find("skipped") is not None for case in cases[1:])
@@ -47,6 +49,7 @@ def test_malformed_suite_exits_2_with_file_and_line(
         (["http://127.0.0.1:9", "--metrics-port", "0"], "--metrics-port only applies with --watch"),
         (["http://127.0.0.1:9", "--tag", "canary-1"], "give either a URL or --tag"),
         (["ftp://example.invalid"], "not an http(s) URL"),
+        (["http://127.0.0.1:9", "--category", "auth"], "unknown smoke category 'auth'"),
     ],
 )
 def test_bad_usage_exits_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,27 +64,81 @@ def test_all_steps_pass_with_human_output_and_junit(
     junit = tmp_path / "smoke.xml"
     assert main(["smoke", backend_service.url, "--junit", str(junit)]) == 0
     captured = capsys.readouterr()
-    for name in (*RUNBOOK_TESTS, "cleanup: delete synthetic user"):
+    for name in (*RUNBOOK_STEPS, *(f"cleanup: {name}" for name in CLEANUP_STEPS)):
         assert f"✓ {name} " in captured.err
-    assert "PASSED  10 passed, 0 failed, 0 network errors, 0 skipped" in captured.out
+    headings = [line for line in captured.err.splitlines() if line in RUNBOOK_TESTS]
+    assert headings == list(RUNBOOK_TESTS)
+    assert f"PASSED  {ALL_CASES} passed, 0 failed, 0 network errors, 0 skipped" in captured.out
     root = ET.parse(junit).getroot()
+    suites = root.findall("testsuite")
+    assert [suite.get("name") for suite in suites] == [*RUNBOOK_TESTS, "cleanup"]
+    for suite in suites[:-1]:
+        tests = RUNBOOK_TESTS[suite.get("name") or ""]
+        assert [case.get("name") for case in suite.findall("testcase")] == [n for test in tests for n in test]
     cases = root.findall("./testsuite/testcase")
-    assert len(cases) == 10
+    assert len(cases) == ALL_CASES == int(root.get("tests") or 0)
     assert all(len(case) == 0 for case in cases), "a passing testcase has no failure/error/skipped child"
-    assert float(cases[0].get("time") or -1) >= 0
 
 
 @pytest.mark.e2e
-def test_json_report_masks_the_token_and_password(
+def test_junit_times_are_the_measured_step_durations(
+    backend_service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "smoke.xml"
+    assert main(["smoke", backend_service.url, "--junit", str(junit), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    measured = [step["duration"] for step in (*report["steps"], *report["cleanup"])]
+    root = ET.parse(junit).getroot()
+    case_times = [float(case.get("time", "nan")) for case in root.findall("./testsuite/testcase")]
+    # JUnit keeps 3 decimals of the durations the runner measured (the JSON report keeps 4).
+    assert case_times == pytest.approx(measured, abs=0.0006)
+    assert float(root.get("time", "nan")) == pytest.approx(report["duration"], abs=0.0006)
+    # Each category's testsuite lasts as long as its steps together.
+    for suite in root.findall("testsuite"):
+        steps = [float(case.get("time", "nan")) for case in suite.findall("testcase")]
+        assert float(suite.get("time", "nan")) == pytest.approx(sum(steps), abs=0.0006 * len(steps))
+    assert all(duration > 0 for duration in measured), measured  # every step made a real HTTP request
+    # The steps ran one after another inside the suite: their times add up to at most the suite's.
+    assert sum(measured) <= report["duration"] + 0.0001 * len(measured)
+
+
+@pytest.mark.e2e
+def test_json_report_masks_the_tokens_and_password(
     backend_service: Service, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["smoke", backend_service.url, "--json"]) == 0
     out = capsys.readouterr().out
     report = json.loads(out)
     assert report["passed"] is True and report["exit_code"] == 0
-    assert report["captures"]["token"] == "***"
-    assert set(report["captures"]) == {"user_id", "token", "dataset_id", "analysis_id"}
+    assert report["captures"]["token"] == report["captures"]["other_token"] == "***"
+    assert set(report["captures"]) == {
+        "user_id",
+        "token",
+        "dataset_id",
+        "analysis_id",
+        "probe_dataset_id",
+        "other_token",
+        "failing_analysis_id",
+    }
     assert "eyJ" not in out  # no JWT anywhere in the output
+
+
+@pytest.mark.e2e
+def test_category_runs_only_that_category_and_what_it_needs(
+    backend_service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["smoke", backend_service.url, "--category", "infrastructure-health", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["categories"] == ["infrastructure-health"]
+    assert [step["name"] for step in report["steps"]] == ["liveness", "startup", "readiness", "metrics"]
+    assert [step["status"] for step in report["cleanup"]] == ["skipped", "skipped"]
+
+    assert main(["smoke", backend_service.url, "--category", "error-handling", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["categories"] == ["auth-flow", "error-handling"]
+    ran = {step["category"] for step in report["steps"]}
+    assert ran == {"auth-flow", "error-handling"}
+    assert [step["status"] for step in report["cleanup"]] == ["passed", "passed"]
 
 
 def test_without_url_the_environment_is_used_and_a_stopped_platform_exits_5(

@@ -15,7 +15,8 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.cli import main
-from ethixctl.platform import state
+from ethixctl.platform import manifests, state
+from ethixctl.platform.probes import Probes
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +69,20 @@ def test_prometheus_sees_every_revision(platform: Path, capsys: pytest.CaptureFi
     assert health == ["up", "up"]
 
 
+def test_the_platform_enforces_the_probes_of_the_yaml(
+    platform: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "status", "--state-dir", str(platform), "--json")
+    assert code == 0
+    for svc in json.loads(out)["services"]:
+        (revision,) = svc["revisions"]
+        # The YAML read through the Cloud Run v2 types, against what the runtime applies to the revision.
+        assert revision["probes"] == Probes.from_container(manifests.container(svc["name"])).to_dict()
+        assert revision["probes"]["readiness"]["failure_threshold"] == 2
+        assert revision["probes"]["liveness"]["failure_threshold"] == 3
+        assert revision["serving"] is True
+
+
 def test_unknown_service_is_a_usage_error(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "status", "nope", "--state-dir", str(platform))
     assert code == 2 and "nope" in err
@@ -81,9 +96,12 @@ def test_unknown_service_is_a_usage_error(platform: Path, capsys: pytest.Capture
 
 def test_logs_show_the_revision_output(platform: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "logs", "ai_core", "--lines", "5", "--state-dir", str(platform))
-    assert code == 0
-    assert "Uvicorn running on" in out or "Application startup complete" in out
-    assert len(out.splitlines()) <= 5
+    assert code == 0 and 0 < len(out.splitlines()) <= 5
+    # The revisions write JSON lines (issue #15): every one parses, uvicorn's own lines included.
+    code, out, _ = run(capsys, "logs", "ai_core", "--lines", "1000", "--json", "--state-dir", str(platform))
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and all(entry["severity"] != "DEFAULT" for entry in entries)
+    assert "Application startup complete." in [entry["message"] for entry in entries]
 
 
 def test_an_oversized_upload_through_the_router_always_gets_the_json_413(platform: Path) -> None:

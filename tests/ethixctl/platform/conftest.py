@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Iterator
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ethixctl import procs
@@ -120,3 +124,59 @@ def parts_with_prometheus(tmp_path: Path) -> Iterator[Parts]:
 def parts_idle(tmp_path: Path) -> Iterator[Parts]:
     """The runtime with a 2 s idle timeout: tagged revisions at 0% scale to zero quickly."""
     yield from _parts(tmp_path, with_prometheus=False, idle_timeout=2.0)
+
+
+LOAD_WORKERS = 4
+
+
+def changes_under_load(
+    change: Callable[[int], None],
+    request: Callable[[httpx.Client, int], str],
+    *,
+    changes: int,
+    interval: float,
+    requests_per_change: int = 10,
+) -> Counter[str]:
+    """LOAD_WORKERS clients call ``request(client, worker)`` (it returns an outcome key) back to back while
+    ``change(step)`` runs ``changes`` times, every ``interval`` s at the earliest.
+
+    The pace follows the load, not the clock: each change waits until at least ``requests_per_change``
+    requests sent after the previous one have completed, so every change happens under load however
+    busy the machine is. Rates are the benchmark's business (bench/bench_platform.py).
+    """
+    stop = threading.Event()
+    results: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def load(worker: int) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    outcome = request(client, worker)
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                with lock:
+                    results[outcome] += 1
+
+    def completed() -> int:
+        with lock:
+            return sum(results.values())
+
+    workers = [threading.Thread(target=load, args=(i,)) for i in range(LOAD_WORKERS)]
+    for worker in workers:
+        worker.start()
+    try:
+        for step in range(1, changes + 1):
+            # Requests in flight when the change lands were sent before it: they do not count.
+            wanted = completed() + LOAD_WORKERS + requests_per_change
+            change(step)
+            time.sleep(interval)
+            deadline = time.monotonic() + 60
+            while completed() < wanted:
+                assert time.monotonic() < deadline, f"load too thin after change {step}: {results}"
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    return results

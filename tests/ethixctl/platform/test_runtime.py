@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from ethixctl import procs
 from ethixctl.errors import UsageError
 from ethixctl.platform.runtime import RevisionSpec, RevisionState
-from tests.ethixctl.platform.conftest import Parts
+from tests.ethixctl.platform.conftest import Parts, changes_under_load
 
 pytestmark = pytest.mark.e2e
 
@@ -88,48 +87,28 @@ def test_invalid_traffic_is_refused(parts: Parts) -> None:
 WARM = {"one": "echo-1", "two": "echo-2"}
 
 
-def flip_under_load(
-    parts: Parts, flips: int = 20, interval: float = 0.1, start: bool = True
-) -> tuple[Counter[str], float]:
-    """Four clients hammer the service URL while traffic moves between the two revisions.
-
-    Returns the outcomes and the request rate (req/s) over the flipping window.
-    """
+def flip_under_load(parts: Parts, flips: int = 20, interval: float = 0.1, start: bool = True) -> Counter[str]:
+    """Clients hammer the service URL while traffic moves between the two revisions; the outcomes."""
     if start:
         two_revisions(parts)
     url = parts.runtime.service_url("echo")
     parts.runtime.apply_traffic("echo", {"echo-1": 100}, WARM)
-    stop = threading.Event()
-    results: Counter[str] = Counter()
 
-    def load() -> None:
-        with httpx.Client(timeout=5) as client:
-            while not stop.is_set():
-                try:
-                    response = client.get(url)
-                    ok = response.status_code == 200 and response.json()["revision"] in ("echo-1", "echo-2")
-                    results["ok" if ok else f"http {response.status_code}"] += 1
-                except httpx.HTTPError as exc:
-                    results[type(exc).__name__] += 1
+    def flip(step: int) -> None:
+        parts.runtime.apply_traffic(
+            "echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, WARM
+        )
 
-    workers = [threading.Thread(target=load) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    started = time.monotonic()
-    try:
-        for step in range(flips):
-            split = {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}
-            parts.runtime.apply_traffic("echo", split, WARM)
-            time.sleep(interval)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    return results, sum(results.values()) / (time.monotonic() - started)
+    def request(client: httpx.Client, _worker: int) -> str:
+        response = client.get(url)
+        ok = response.status_code == 200 and response.json()["revision"] in ("echo-1", "echo-2")
+        return "ok" if ok else f"http {response.status_code}"
+
+    return changes_under_load(flip, request, changes=flips, interval=interval)
 
 
 def test_traffic_flips_under_load_never_answer_with_an_error(parts: Parts) -> None:
-    results, _ = flip_under_load(parts)
+    results = flip_under_load(parts)
     assert results["ok"] >= 200, results
     # Every answer is a 200 from a real revision: no 502/503 while upstreams change.
     assert not [key for key in results if key.startswith("http ")], results
@@ -138,14 +117,13 @@ def test_traffic_flips_under_load_never_answer_with_an_error(parts: Parts) -> No
 
 
 def test_zero_failed_requests_while_traffic_flips(parts: Parts) -> None:
-    # Traffic moves back and forth every 250 ms for 4 s under a steady load: not one request may fail
-    # (the goal: zero failures at >= 50 req/s). Before the edge/split router this lost ~0.3-0.7%.
-    results, rate = flip_under_load(parts, flips=16, interval=0.25)
-    assert rate >= 50, (rate, results)
+    # Traffic moves back and forth every 250 ms (or as soon as enough requests saw the last change) under
+    # a steady load: not one request may fail. Before the edge/split router this lost ~0.3-0.7%.
+    # The request rate this holds at is measured by bench/bench_platform.py.
+    results = flip_under_load(parts, flips=16, interval=0.25)
     assert set(results) == {"ok"}, results
     # The same, flipping as fast as the benchmark does (every 100 ms).
-    results, rate = flip_under_load(parts, flips=20, interval=0.1, start=False)
-    assert rate >= 50, (rate, results)
+    results = flip_under_load(parts, flips=20, interval=0.1, start=False)
     assert set(results) == {"ok"}, results
 
 

@@ -30,16 +30,20 @@ class SlowRouter:
 
     def __init__(self) -> None:
         self.reloading = threading.Event()
+        self._listeners: dict[str, Listener] = {}
 
     def listeners(self) -> dict[str, Listener]:
-        return {}
+        return dict(self._listeners)
 
     def set_listener(self, name: str, port: int, upstreams: dict[str, int]) -> None:
-        pass
+        self._listeners[name] = Listener(port, dict(upstreams))
 
     def set_many(self, listeners: dict[str, Listener], remove: list[str]) -> None:
         self.reloading.set()
         time.sleep(0.5)
+        for name in remove:
+            self._listeners.pop(name, None)
+        self._listeners.update(listeners)
 
 
 def _in_thread(target: Any, *args: Any) -> threading.Thread:

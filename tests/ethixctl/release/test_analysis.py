@@ -29,9 +29,12 @@ REVISIONS = {
     "backend-good": {},
     "backend-bad": {"ETHIX_FAULT_ERROR_RATE": "0.3"},
     "backend-slow": {"ETHIX_FAULT_LATENCY_MS": "300"},
+    # 0.3 of a core burnt on a 0.1-vCPU instance: ~300 % of its CPU, still well over 80 % when the
+    # shared machine gives the burner only a third of what it asks for.
+    "backend-burning": {"ETHIX_FAULT_CPU_CORES": "0.3", "ETHIX_CPU_LIMIT": "0.1"},
     "backend-idle": {},
 }
-LOADED = ("backend-stable", "backend-good", "backend-bad", "backend-slow")
+LOADED = ("backend-stable", "backend-good", "backend-bad", "backend-slow", "backend-burning")
 WINDOW = 10.0
 TIMING = playbook.Timing(window=WINDOW, sample_step=1, sample_window=3)
 
@@ -103,14 +106,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             process.stop()
 
 
-def _evaluate(lab: Lab, canary: str, **kwargs: object) -> analysis.Verdict:
+def _evaluate(lab: Lab, canary: str, timing: playbook.Timing = TIMING, **kwargs: object) -> analysis.Verdict:
     return analysis.evaluate(
         lab.prometheus,
         lab.book,
         service=SERVICE,
         canary=canary,
         stable="backend-stable",
-        timing=TIMING,
+        timing=timing,
         at=lab.load_end,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -150,6 +153,42 @@ def test_latency_fault_fails_p95_and_the_baseline(lab: Lab) -> None:
     assert latency.canary_mean is not None and latency.canary_mean > 0.25
 
 
+@pytest.mark.parametrize("source", playbook.METRIC_SOURCES)
+def test_the_same_gates_judge_under_either_metric_source(lab: Lab, source: playbook.MetricSource) -> None:
+    """``cloudrun`` reads Cloud Run's metric names, which the local Prometheus records from the app's
+    own metrics (latencies in ms, CPU utilization as a distribution's sum and count): the verdicts must
+    be the same as under ``app``."""
+    timing = TIMING.model_copy(update={"metric_source": source})
+    good = _evaluate(lab, "backend-good", timing)
+    assert (good.metric_source, good.outcome) == (source, Outcome.PASS), good.summary()
+    assert all(query_uses_source(gate.query, source) for gate in good.gates)
+    assert good.targets_up is (True if source == "app" else None)  # Cloud Run metrics are not scraped
+
+    bad = _evaluate(lab, "backend-bad", timing)
+    error_rate = bad.gate("error_rate")
+    assert bad.outcome is Outcome.FAIL, bad.summary()
+    assert error_rate is not None and error_rate.value is not None and 0.1 < error_rate.value < 0.5
+
+    slow = _evaluate(lab, "backend-slow", timing)
+    p95 = slow.gate("p95_latency")
+    assert slow.outcome is Outcome.FAIL, slow.summary()
+    assert p95 is not None and p95.value is not None and 0.3 <= p95.value < 2.0, "seconds under either source"
+
+    burning = _evaluate(lab, "backend-burning", timing)
+    cpu = burning.gate("cpu")
+    assert burning.outcome is Outcome.FAIL, burning.summary()
+    assert cpu is not None and cpu.value is not None and cpu.value >= 0.8 and cpu.passed is False
+    answers = burning.gate("error_rate")
+    assert answers is not None and answers.passed, "it answers correctly: the CPU gate saw the fault"
+
+    idle = _evaluate(lab, "backend-idle", timing)
+    assert idle.outcome is Outcome.INCONCLUSIVE, idle.summary()
+
+
+def query_uses_source(query: str, source: str) -> bool:
+    return ("run_googleapis_com:" in query) == (source == "cloudrun")
+
+
 def test_no_traffic_is_inconclusive_never_a_pass(lab: Lab) -> None:
     verdict = _evaluate(lab, "backend-idle")
     assert verdict.outcome is Outcome.INCONCLUSIVE
@@ -170,14 +209,8 @@ def test_at_full_weight_the_baseline_is_skipped(lab: Lab) -> None:
     assert verdict.baseline is None
 
 
-def test_one_evaluation_is_fast(lab: Lab) -> None:
-    durations = sorted(_evaluate(lab, "backend-good").duration for _ in range(5))
-    # The benchmark goal is 50 ms; leave headroom for a machine shared with other test runs.
-    assert durations[2] < 0.25, durations
-
-
 def test_unreachable_prometheus_is_an_error_not_a_verdict(lab: Lab) -> None:
-    with Prometheus(f"http://127.0.0.1:{procs.free_port()}", timeout=0.5) as dead:
+    with Prometheus(f"http://127.0.0.1:{procs.free_port()}", budget=0.5) as dead:
         verdict = analysis.evaluate(
             dead, lab.book, service=SERVICE, canary="backend-good", stable="backend-stable", timing=TIMING
         )

@@ -65,7 +65,7 @@ def test_render_fills_only_our_placeholders() -> None:
             'revision="{revision}",status=~"5..",route!~"/health/.*|/metrics"}[{window}])) or vector(0))',
             'revision="{revison}",status=~"5..",route!~"/health/.*|/metrics"}[{window}])) or vector(0))',
             None,
-            "gates.0.query",
+            "gates.0.query.app",
             "unknown placeholder(s) {revison}",
         ),
         (
@@ -100,6 +100,50 @@ def test_mistakes_report_file_line_and_field(
         assert error.line == line
     assert str(error).startswith(f"{path}:{error.line}: {field}: ")
     assert error.exit_code is ExitCode.USAGE
+
+
+def test_every_query_has_one_version_per_metric_source(tmp_path: Path) -> None:
+    book = playbook.load()
+    for query in [
+        book.analysis.requests_query,
+        *(g.query for g in book.gates),
+        *(m.query for m in book.baseline.metrics),
+    ]:
+        assert set(query) == set(playbook.METRIC_SOURCES)
+        assert "run_googleapis_com:" in query["cloudrun"] and "run_googleapis_com:" not in query["app"]
+    # Cloud Run latencies are milliseconds: the cloudrun versions convert them to the gates' seconds.
+    assert book.gates[1].query["cloudrun"].endswith("/ 1000")
+
+    start = SHIPPED.index("      cloudrun: >-\n        histogram_quantile")
+    end = SHIPPED.index("\n", SHIPPED.index("/ 1000", start)) + 1
+    with pytest.raises(
+        PlaybookError, match=r"gates\.1\.query: Value error, no query for metric source cloudrun"
+    ):
+        playbook.load(_write(tmp_path, SHIPPED[:start] + SHIPPED[end:]))
+
+
+def test_a_plain_string_query_serves_every_source(tmp_path: Path) -> None:
+    start = SHIPPED.index("    query:\n      app: >-\n        histogram_quantile")
+    end = SHIPPED.index("\n", SHIPPED.index("/ 1000", start)) + 1
+    single = (
+        '    query: histogram_quantile(0.95, sum by (le) (rate(x_bucket{revision="{revision}"}[{window}])))\n'
+    )
+    book = playbook.load(_write(tmp_path, SHIPPED[:start] + single + SHIPPED[end:]))
+    assert book.gates[1].query["app"] == book.gates[1].query["cloudrun"]
+
+
+def test_environment_config_picks_the_metric_source() -> None:
+    book = playbook.load()
+    assert book.timing("staging").metric_source == "app"
+    chosen = book.for_environment("staging", "cloudrun")
+    assert chosen.metric_source == chosen.timing("staging").metric_source == "cloudrun"
+    assert chosen.timing("staging").hold == book.timing("staging").hold, "the other overrides stay"
+    # Without a config value, the playbook's per-environment choice applies.
+    staging = book.environments["staging"].model_copy(update={"metric_source": "cloudrun"})
+    by_playbook = book.model_copy(update={"environments": {**book.environments, "staging": staging}})
+    assert by_playbook.for_environment("staging", None).metric_source == "cloudrun"
+    assert by_playbook.for_environment("staging", "app").timing("staging").metric_source == "app"
+    assert book.for_environment("production", None).metric_source == "app"
 
 
 def test_missing_required_decision_is_reported(tmp_path: Path) -> None:

@@ -21,18 +21,32 @@ Answer = tuple[int, Any]
 Route = Callable[[dict[str, Any]], Answer]
 
 
-# The runbook's eight tests as step names of playbooks/smoke.yaml (liveness and readiness are two steps).
-RUNBOOK_TESTS = [
-    "liveness",
-    "readiness",
-    "register",
-    "login",
-    "upload dataset",
-    "trigger analysis",
-    "analysis finishes",
-    "fetch report",
-    "metrics",
-]
+# The runbook's 15 tests in its 4 categories, each as the step names of playbooks/smoke.yaml that make
+# it up (liveness and startup are one test; the 404 test registers a second user first).
+RUNBOOK_TESTS: dict[str, list[list[str]]] = {
+    "infrastructure-health": [["liveness", "startup"], ["readiness"], ["metrics"]],
+    "auth-flow": [["register"], ["login"], ["current user"], ["wrong password"]],
+    "core-analysis": [
+        ["upload dataset", "list datasets"],
+        ["trigger analysis"],
+        ["analysis finishes"],
+        ["fetch report"],
+    ],
+    "error-handling": [
+        ["no token", "tampered token"],
+        [
+            "upload probe dataset",
+            "register other user",
+            "other user login",
+            "another user's dataset",
+            "unknown analysis",
+        ],
+        ["oversized upload", "malformed csv"],
+        ["trigger failing analysis", "report not ready", "failed analysis says why"],
+    ],
+}
+RUNBOOK_STEPS = [step for tests in RUNBOOK_TESTS.values() for test in tests for step in test]
+CLEANUP_STEPS = ["delete other user", "delete synthetic user"]
 
 
 @dataclass

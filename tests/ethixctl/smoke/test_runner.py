@@ -13,7 +13,7 @@ import pytest
 
 from ethixctl import procs
 from ethixctl.exitcodes import ExitCode
-from ethixctl.smoke import load_suite, run_suite
+from ethixctl.smoke import junit, load_suite, run_suite
 from ethixctl.smoke.runner import MASK, StepStatus
 from tests.ethixctl.smoke.conftest import Target, make_handler, write_suite
 
@@ -233,3 +233,125 @@ def test_a_url_without_scheme_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="not an http"):
         run_suite("127.0.0.1:8080")
+
+
+CATEGORY_SUITE = """
+name: cats
+categories:
+  health: {}
+  auth: {}
+  data: {needs: [auth]}
+  errors: {needs: [auth]}
+steps:
+  - {name: live, category: health, request: {path: /live}}
+  - {name: metrics, category: health, request: {path: /metrics}}
+  - name: login
+    category: auth
+    request: {method: POST, path: /login, json: {email: "{{ email }}", password: "{{ password }}"}}
+    capture: {token: $.access_token, user: $.user_id}
+  - {name: upload, category: data, request: {path: /upload}}
+  - {name: list, category: data, request: {path: /list}}
+  - {name: no token, category: errors, request: {path: /private}, status: 401}
+cleanup:
+  - name: delete
+    request: {method: DELETE, path: /users/me, headers: {Authorization: "Bearer {{ token }}"}}
+    status: 204
+"""
+
+
+def _category_target(target: Target) -> None:
+    target.routes[("POST", "/login")] = _login
+    target.answer("GET", "/live", 200, {})
+    target.answer("GET", "/metrics", 200, "up 1\n")
+    target.answer("GET", "/upload", 200, {})
+    target.answer("GET", "/list", 200, {})
+    target.answer("GET", "/private", 401, {"detail": "missing bearer token"})
+    target.answer("DELETE", "/users/me", 204, "")
+
+
+def test_a_failure_skips_only_its_category_and_those_needing_it(tmp_path: Path, target: Target) -> None:
+    _category_target(target)
+    target.answer("GET", "/live", 503, {"detail": "starting"})
+    report = run_suite(target.url, load_suite(write_suite(tmp_path, CATEGORY_SUITE)))
+    statuses = {step.name: step.status.value for step in report.steps}
+    assert statuses == {
+        "live": "failed",
+        "metrics": "skipped",
+        "login": "passed",
+        "upload": "passed",
+        "list": "passed",
+        "no token": "passed",
+    }
+    assert report.outcome == "failed" and report.cleanup[0].status is StepStatus.PASSED
+
+    target.requests.clear()
+    _category_target(target)
+    target.answer("POST", "/login", 500, {"detail": "boom"})
+    report = run_suite(target.url, load_suite(write_suite(tmp_path, CATEGORY_SUITE)))
+    statuses = {step.name: step.status.value for step in report.steps}
+    assert statuses == {
+        "live": "passed",
+        "metrics": "passed",
+        "login": "failed",
+        "upload": "skipped",
+        "list": "skipped",
+        "no token": "skipped",
+    }
+    assert [request["path"] for request in target.requests] == ["/live", "/metrics", "/login"]
+
+
+def test_a_selected_category_runs_with_what_it_needs_and_reports_categories(
+    tmp_path: Path, target: Target
+) -> None:
+    _category_target(target)
+    suite = load_suite(write_suite(tmp_path, CATEGORY_SUITE)).select(["errors"])
+    report = run_suite(target.url, suite)
+    assert report.passed
+    assert [(step.category, step.name) for step in report.steps] == [
+        ("auth", "login"),
+        ("errors", "no token"),
+    ]
+    assert report.categories == ["auth", "errors"]
+    assert [request["path"] for request in target.requests] == ["/login", "/private", "/users/me"]
+    data = report.to_dict()
+    assert data["categories"] == ["auth", "errors"]
+    assert [step["category"] for step in data["steps"]] == ["auth", "errors"]
+
+
+def test_junit_has_one_testsuite_per_category_then_cleanup(tmp_path: Path, target: Target) -> None:
+    _category_target(target)
+    target.answer("GET", "/upload", 500, {"detail": "boom"})
+    report = run_suite(target.url, load_suite(write_suite(tmp_path, CATEGORY_SUITE)))
+    root = junit.to_xml(report)
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("skipped"), root.get("errors")) == (
+        "7",
+        "1",
+        "1",
+        "0",
+    )
+    suites = {
+        suite.get("name"): [(case.get("classname"), case.get("name")) for case in suite.findall("testcase")]
+        for suite in root.findall("testsuite")
+    }
+    assert suites == {
+        "health": [("cats.health", "live"), ("cats.health", "metrics")],
+        "auth": [("cats.auth", "login")],
+        "data": [("cats.data", "upload"), ("cats.data", "list")],
+        "errors": [("cats.errors", "no token")],
+        "cleanup": [("cats.cleanup", "delete")],
+    }
+    data = next(suite for suite in root.findall("testsuite") if suite.get("name") == "data")
+    assert (data.get("tests"), data.get("failures"), data.get("skipped")) == ("2", "1", "1")
+    cases = {case.get("name"): case for case in root.iter("testcase")}
+    assert cases["upload"].find("failure") is not None
+    assert cases["list"].find("skipped") is not None
+    assert cases["no token"].find("failure") is None
+
+
+def test_an_unanswered_request_skips_every_category(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{procs.free_port()}"
+    report = run_suite(url, load_suite(write_suite(tmp_path, CATEGORY_SUITE)), retries=0)
+    assert report.steps[0].status is StepStatus.ERROR
+    assert [step.status for step in report.steps[1:]] == [StepStatus.SKIPPED] * 5
+    assert report.outcome == "unreachable"

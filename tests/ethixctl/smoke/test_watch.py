@@ -1,10 +1,10 @@
 """The synthetic-monitoring loop: alerts to a Slack webhook (a wire-level fake: a real local HTTP
-receiver), the Prometheus textfile (checked with promtool) and the /metrics endpoint."""
+receiver), the Prometheus textfile (its format checked with promtool in a test of its own, so a missing
+promtool never hides the other checks) and the /metrics endpoint."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,10 +19,11 @@ from ethixctl import procs
 from ethixctl.cli import main
 from ethixctl.procs import Service
 from ethixctl.smoke import load_suite
-from ethixctl.smoke.metrics import MetricsServer, WatchMetrics
+from ethixctl.smoke.metrics import MetricsServer, WatchMetrics, write_textfile
 from ethixctl.smoke.watch import SlackNotifier, watch
 from tests.ethixctl.smoke.conftest import Target, write_suite
 from tests.httpserver import serve
+from tests.promtool import promtool
 
 
 @dataclass
@@ -63,17 +64,7 @@ def _series(text: str) -> dict[str, float]:
     }
 
 
-def _promtool_check(path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool (Debian package prometheus) is not installed")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], stdin=path.open("rb"), capture_output=True, timeout=30, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_unreachable_target_alerts_once_after_n_failures_and_writes_metrics(
+def test_unreachable_target_alerts_once_after_n_failures_to_slack_wire_level_fake(
     tmp_path: Path, slack: SlackReceiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ETHIXCTL_SLACK_WEBHOOK", slack.url)
@@ -110,7 +101,6 @@ def test_unreachable_target_alerts_once_after_n_failures_and_writes_metrics(
     assert series[f"ethixctl_smoke_last_duration_seconds{{{labels}}}"] > 0
     assert not any("last_success" in name for name in series)
     assert not list(metrics.parent.glob(".*.tmp")), "the atomic write left its temp file"
-    _promtool_check(metrics)
 
     captured = capsys.readouterr()
     assert "ALERT (failing)" in captured.err
@@ -120,7 +110,7 @@ def test_unreachable_target_alerts_once_after_n_failures_and_writes_metrics(
 FLAKY_SUITE = "name: flaky\nsteps:\n  - name: probe\n    request: {path: /probe}\n"
 
 
-def test_alert_then_recovery_through_the_library(
+def test_alert_then_recovery_through_the_library_to_slack_wire_level_fake(
     tmp_path: Path, target: Target, slack: SlackReceiver
 ) -> None:
     answers = iter([500, 500, 500, 200, 500])
@@ -146,7 +136,7 @@ def test_alert_then_recovery_through_the_library(
     assert metrics.last_success is not None
 
 
-def test_an_undeliverable_alert_is_reported_without_the_webhook_url(
+def test_an_undeliverable_alert_is_reported_without_the_webhook_url_slack_wire_level_fake(
     tmp_path: Path, target: Target, slack: SlackReceiver
 ) -> None:
     slack.status = 500
@@ -162,6 +152,30 @@ def test_an_undeliverable_alert_is_reported_without_the_webhook_url(
     assert len(result.alerts) == 1
     assert result.alerts[0].delivery_problem == "Slack webhook answered HTTP 500"
     assert "secret-hook-path" not in repr(SlackNotifier(slack.url))
+
+
+def _states() -> list[WatchMetrics]:
+    fresh = WatchMetrics("ethix-smoke", "http://127.0.0.1:8080")
+    failing = WatchMetrics("ethix-smoke", 'http://host/"quoted"\\path')
+    for _ in range(3):
+        failing.record("unreachable", 0.5, 1_700_000_000.0)
+    failing.alerted()
+    recovered = WatchMetrics("ethix-smoke", "http://127.0.0.1:8080")
+    recovered.record("failed", 0.25, 1_700_000_000.0)
+    recovered.record("passed", 1.25, 1_700_000_010.0)
+    return [fresh, failing, recovered]
+
+
+@pytest.mark.parametrize("metrics", _states(), ids=["fresh", "failing_with_quotes", "recovered"])
+def test_textfile_passes_promtool_check_metrics(metrics: WatchMetrics, tmp_path: Path) -> None:
+    """The exposition format as Prometheus' own checker reads it. promtool comes with the Debian package
+    prometheus; CI installs it, so there (CI set) its absence fails instead of skipping."""
+    path = tmp_path / "smoke.prom"
+    write_textfile(metrics, path)
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], stdin=path.open("rb"), capture_output=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_metrics_endpoint_serves_the_current_values() -> None:
@@ -207,4 +221,3 @@ def test_watch_against_the_real_services_counts_passing_runs(
     assert series[f'ethixctl_smoke_runs_total{{{labels},result="passed"}}'] == 2
     assert series[f"ethixctl_smoke_consecutive_failures{{{labels}}}"] == 0
     assert series[f"ethixctl_smoke_last_success_timestamp_seconds{{{labels}}}"] > 1.7e9
-    _promtool_check(metrics)

@@ -46,8 +46,9 @@ def test_probes_point_at_real_routes_on_the_container_port(
     [port] = container["ports"]
     assert port["containerPort"] == default_port(monkeypatch)
     assert container["startupProbe"]["httpGet"]["path"] == "/health/startup"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/readiness"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/liveness"
-    for probe in ("startupProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] in routes
         assert container[probe]["httpGet"]["port"] == port["containerPort"]
     startup = container["startupProbe"]

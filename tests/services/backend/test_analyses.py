@@ -36,22 +36,21 @@ def _outcomes(outcome: str) -> float:
     return value or 0.0
 
 
-def test_analysis_succeeds_and_report_is_stored(
+def test_analysis_succeeds_and_report_is_stored_ai_core_wire_level_fake(
     make_settings: MakeSettings, fake_ai_core: FakeAiCore
 ) -> None:
-    fake_ai_core.delay = 0.3
+    fake_ai_core.gate.clear()  # ai_core answers nothing until the test opens the gate
     before = _outcomes("succeeded")
     with TestClient(create_app(make_settings(AI_CORE_URL=fake_ai_core.url))) as client:
         headers = register_and_login(client)
         dataset_id = upload(client, headers).json()["id"]
-        started = time.perf_counter()
         accepted = client.post("/api/v1/analyses", headers=headers, json=_analysis_body(dataset_id))
-        # Answered before ai_core (0.3 s) did its work: the analysis runs in the background.
-        assert time.perf_counter() - started < 0.3
-        assert accepted.status_code == 202
+        # Answered while ai_core still holds its answer: the analysis runs in the background.
+        assert accepted.status_code == 202 and fake_ai_core.answered == 0
         body = accepted.json()
         assert body["status"] == "queued" and body["dataset_id"] == dataset_id and body["finished_at"] is None
         assert client.get(f"/api/v1/analyses/{body['id']}/report", headers=headers).status_code == 409
+        fake_ai_core.gate.set()
         done = wait_finished(client, headers, body["id"])
         assert done["status"] == "succeeded" and done["error"] is None and done["finished_at"]
         report = client.get(f"/api/v1/analyses/{body['id']}/report", headers=headers)
@@ -73,7 +72,9 @@ def test_analysis_succeeds_and_report_is_stored(
     ) >= 1
 
 
-def test_503_is_retried_with_backoff(make_settings: MakeSettings, fake_ai_core: FakeAiCore) -> None:
+def test_503_is_retried_with_backoff_ai_core_wire_level_fake(
+    make_settings: MakeSettings, fake_ai_core: FakeAiCore
+) -> None:
     fake_ai_core.script = [(503, {"detail": "warming up"}), (502, {}), (200, REPORT)]
     with TestClient(create_app(make_settings(AI_CORE_URL=fake_ai_core.url))) as client:
         headers = register_and_login(client)
@@ -85,7 +86,7 @@ def test_503_is_retried_with_backoff(make_settings: MakeSettings, fake_ai_core: 
     assert len(fake_ai_core.requests) == 3
 
 
-def test_4xx_is_not_retried_and_its_detail_becomes_the_error(
+def test_4xx_is_not_retried_and_its_detail_becomes_the_error_ai_core_wire_level_fake(
     make_settings: MakeSettings, fake_ai_core: FakeAiCore
 ) -> None:
     fake_ai_core.script = [(422, {"detail": "target 'approved' is not binary"})]
@@ -170,7 +171,7 @@ def test_analyses_left_by_a_dead_process_are_marked_failed_on_startup(make_setti
     }
 
 
-def test_shutdown_marks_in_flight_analyses_failed(
+def test_shutdown_marks_in_flight_analyses_failed_ai_core_wire_level_fake(
     make_settings: MakeSettings, fake_ai_core: FakeAiCore
 ) -> None:
     fake_ai_core.delay = 3

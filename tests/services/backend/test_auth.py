@@ -139,8 +139,13 @@ def test_password_hashing_does_not_stall_the_event_loop(make_settings: MakeSetti
     """While several argon2 hashes run (in threads), a liveness probe on the same loop still answers."""
 
     async def scenario() -> tuple[float, float]:
-        # Production-like argon2 cost, so each hash takes long enough to matter.
-        app = create_app(make_settings(password_hash_memory_kib=32_768, password_hash_time_cost=2))
+        # Production-like argon2 cost, so each hash takes long enough to matter; a slot for each register
+        # (the bound on concurrent hashes is tested in test_login_protection.py).
+        app = create_app(
+            make_settings(
+                password_hash_memory_kib=32_768, password_hash_time_cost=2, password_hash_concurrency=6
+            )
+        )
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

@@ -29,7 +29,7 @@ def test_upload_stores_file_and_summary(client: TestClient, tmp_path: Path) -> N
     [key] = bucket.list()
     assert key.endswith(f"/{body['id']}.csv") and bucket.get(key) == CSV
     listed = client.get("/api/v1/datasets", headers=headers).json()
-    assert [d["id"] for d in listed] == [body["id"]]
+    assert listed == {"items": [body], "next_cursor": None}
     assert client.get(f"/api/v1/datasets/{body['id']}", headers=headers).json() == body
 
 
@@ -49,7 +49,7 @@ def test_limits_give_413(
         response = upload(client, headers, data)
         assert response.status_code == 413
         assert message in response.json()["detail"]
-        assert client.get("/api/v1/datasets", headers=headers).json() == []
+        assert client.get("/api/v1/datasets", headers=headers).json()["items"] == []
 
 
 def test_oversized_body_is_refused_before_it_is_parsed(make_settings: MakeSettings) -> None:
@@ -93,7 +93,7 @@ def test_other_users_get_404_for_datasets_they_do_not_own(client: TestClient) ->
     dataset_id = upload(client, alice).json()["id"]
     assert client.get(f"/api/v1/datasets/{dataset_id}", headers=mallory).status_code == 404
     assert client.delete(f"/api/v1/datasets/{dataset_id}", headers=mallory).status_code == 404
-    assert client.get("/api/v1/datasets", headers=mallory).json() == []
+    assert client.get("/api/v1/datasets", headers=mallory).json() == {"items": [], "next_cursor": None}
     assert client.get(f"/api/v1/datasets/{dataset_id}", headers=alice).status_code == 200
 
 
@@ -173,3 +173,57 @@ def _read_response(reader: BinaryIO) -> tuple[int, bytes]:
         if name.lower() == "content-length":
             length = int(value)
     return status, reader.read(length)
+
+
+def test_list_pages_through_every_dataset_once_in_upload_order(client: TestClient) -> None:
+    headers = register_and_login(client)
+    other = register_and_login(client, "other@example.com")
+    uploaded = [upload(client, headers, name=f"d{i}.csv").json()["id"] for i in range(7)]
+    upload(client, other)
+    seen: list[str] = []
+    pages = 0
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        body = client.get("/api/v1/datasets", headers=headers, params=params).json()
+        pages += 1
+        seen += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+        # Uploaded meanwhile: it lands after the pages already read and is not repeated or skipped.
+        if pages == 1:
+            uploaded.append(upload(client, headers, name="late.csv").json()["id"])
+    assert seen == uploaded and pages == 3
+
+
+def test_list_default_and_maximum_limit(client: TestClient) -> None:
+    headers = register_and_login(client)
+    for i in range(52):
+        upload(client, headers, name=f"d{i}.csv")
+    first = client.get("/api/v1/datasets", headers=headers).json()
+    assert len(first["items"]) == 50 and first["next_cursor"]
+    rest = client.get("/api/v1/datasets", headers=headers, params={"cursor": first["next_cursor"]}).json()
+    assert len(rest["items"]) == 2 and rest["next_cursor"] is None
+    for limit in (0, 201):
+        response = client.get("/api/v1/datasets", headers=headers, params={"limit": limit})
+        assert response.status_code == 422
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!", "bm90IGpzb24", "WzFd", "eyJhIjogMX0"])
+def test_a_cursor_not_from_the_previous_page_is_422_with_a_clear_message(
+    client: TestClient, cursor: str
+) -> None:
+    headers = register_and_login(client)
+    response = client.get("/api/v1/datasets", headers=headers, params={"cursor": cursor})
+    assert response.status_code == 422
+    assert response.json()["detail"] == "invalid cursor: pass the next_cursor of the previous page unchanged"
+
+
+def test_list_parameters_are_documented_in_openapi(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/datasets"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["limit"]["schema"]["maximum"] == 200 and parameters["limit"]["schema"]["default"] == 50
+    assert "next_cursor" in parameters["cursor"]["description"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/DatasetPage"}

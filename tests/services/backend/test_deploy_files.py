@@ -28,11 +28,12 @@ def test_probes_point_to_real_get_routes_on_the_container_port(tmp_path: Path) -
     get_routes = {path for path, ops in app.openapi()["paths"].items() if "get" in ops}
     [port] = container["ports"]
     assert port["containerPort"] == BackendSettings.model_fields["port"].default == 8080
-    for probe in ("startupProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         http_get = container[probe]["httpGet"]
         assert http_get["path"] in get_routes, probe
         assert http_get["port"] == port["containerPort"]
     assert container["startupProbe"]["httpGet"]["path"] == "/health/startup"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/readiness"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/liveness"
 
 

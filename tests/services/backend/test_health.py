@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -34,8 +33,10 @@ def test_readiness_is_503_when_storage_is_gone(client: TestClient, tmp_path: Pat
     }
 
 
-def test_readiness_answers_within_500ms_when_the_database_hangs(client: TestClient) -> None:
-    """A real pymongo client pointed at a closed port would wait seconds for server selection."""
+def test_readiness_gives_up_at_its_own_timeout_when_the_database_hangs(client: TestClient) -> None:
+    """A real pymongo client pointed at a closed port waits 3 s for server selection; the probe reports
+    its own 0.4 s timeout instead of that error. How long the answer takes is measured by
+    bench/bench_backend.py (goal < 500 ms, the probe contract)."""
     backend = client.app.state.backend  # type: ignore[attr-defined]
     unreachable: MongoClient[dict[str, object]] = MongoClient(
         f"mongodb://127.0.0.1:{free_port()}/x", serverSelectionTimeoutMS=3000
@@ -43,15 +44,12 @@ def test_readiness_answers_within_500ms_when_the_database_hangs(client: TestClie
     healthy = backend.store
     backend.store = MongoStore(unreachable, "x")
     try:
-        started = time.perf_counter()
         response = client.get("/health/readiness")
-        elapsed = time.perf_counter() - started
     finally:
         backend.store = healthy
         unreachable.close()
     assert response.status_code == 503
     assert response.json()["checks"] == {"docstore": "timeout after 0.4 s", "storage": "ok"}
-    assert elapsed < 0.5
 
 
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:

@@ -76,7 +76,7 @@ def new_revision(
     return services.update_service(service=service)
 
 
-def test_local_control_plane_service_and_revision_shapes(
+def test_local_control_plane_service_and_revision_shapes_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -106,7 +106,7 @@ def test_local_control_plane_service_and_revision_shapes(
     assert [s.name for s in listed] == [created.name]
 
 
-def test_local_control_plane_new_revision_with_pinned_traffic_and_tag(
+def test_local_control_plane_new_revision_with_pinned_traffic_and_tag_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -133,7 +133,7 @@ def test_local_control_plane_new_revision_with_pinned_traffic_and_tag(
     assert names == ["backend-00002-can", first]
 
 
-def test_local_control_plane_generated_revision_names_increase(
+def test_local_control_plane_generated_revision_names_increase_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -151,7 +151,7 @@ def test_local_control_plane_generated_revision_names_increase(
     assert again.generation == 3 and again.latest_created_revision == result.latest_created_revision
 
 
-def test_local_control_plane_operation_pending_until_revision_ready(
+def test_local_control_plane_operation_pending_until_revision_ready_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -178,7 +178,7 @@ def test_local_control_plane_operation_pending_until_revision_ready(
         ([(REVISION, "FIRST", 150, "")], "percent must be between 0 and 100"),
     ],
 )
-def test_local_control_plane_rejects_bad_traffic(
+def test_local_control_plane_rejects_bad_traffic_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime], traffic: list[tuple[int, str, int, str]], message: str
 ) -> None:
     server, _ = plane
@@ -195,7 +195,7 @@ def test_local_control_plane_rejects_bad_traffic(
     assert unchanged.generation == 1
 
 
-def test_local_control_plane_rejects_revision_of_another_service(
+def test_local_control_plane_rejects_revision_of_another_service_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -208,7 +208,7 @@ def test_local_control_plane_rejects_revision_of_another_service(
         services.update_service(service=service)
 
 
-def test_local_control_plane_unknown_names_are_not_found(
+def test_local_control_plane_unknown_names_are_not_found_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane
@@ -221,7 +221,7 @@ def test_local_control_plane_unknown_names_are_not_found(
     assert httpx.get(server.url + "/v2/projects/local/locations/local/jobs").status_code == 404
 
 
-def test_local_control_plane_failed_revision_fails_operation_and_keeps_traffic(
+def test_local_control_plane_failed_revision_fails_operation_and_keeps_traffic_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -241,7 +241,7 @@ def test_local_control_plane_failed_revision_fails_operation_and_keeps_traffic(
     assert runtime.traffic["backend"] == ({first: 100}, {})
 
 
-def test_local_control_plane_delete_revision_refused_while_serving(
+def test_local_control_plane_delete_revision_refused_while_serving_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, runtime = plane
@@ -260,7 +260,7 @@ def test_local_control_plane_delete_revision_refused_while_serving(
         revisions.get_revision(name=f"{PARENT}/services/backend/revisions/{first}")
 
 
-def test_local_control_plane_state_survives_restart(tmp_path: Path) -> None:
+def test_local_control_plane_state_survives_restart_stand_in_runtime(tmp_path: Path) -> None:
     with local_control_plane(tmp_path) as (server, _):
         services, _, _ = clients(server.url)
         first = create(services, "backend").latest_ready_revision
@@ -277,7 +277,7 @@ def test_local_control_plane_state_survives_restart(tmp_path: Path) -> None:
         assert runtime.get(first)["K_REVISION"] == first
 
 
-def test_local_control_plane_resolves_secret_env_and_keeps_it_out_of_state(
+def test_local_control_plane_resolves_secret_env_and_keeps_it_out_of_state_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime], tmp_path: Path
 ) -> None:
     server, runtime = plane
@@ -372,7 +372,7 @@ def test_local_control_plane_secrets_encrypted_at_rest(
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
 
 
-def test_local_control_plane_refuses_stale_and_overlapping_updates(
+def test_local_control_plane_refuses_stale_and_overlapping_updates_stand_in_runtime(
     plane: tuple[ControlPlaneServer, TestRuntime],
 ) -> None:
     server, _ = plane

@@ -82,7 +82,7 @@ def wait_done(run: CloudRun, op: operations_pb2.Operation, timeout: float = 10) 
     return current
 
 
-def test_local_control_plane_operation_ends_when_the_runtime_hangs_and_the_service_takes_changes_again(
+def test_local_control_plane_operation_ends_when_the_runtime_hangs_then_takes_changes_stand_in_runtime(
     plane: tuple[CloudRun, StandInRuntime], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, runtime = plane
@@ -108,7 +108,7 @@ def test_local_control_plane_operation_ends_when_the_runtime_hangs_and_the_servi
     assert run.get_service(NAME).latest_ready_revision == runtime.started[-1]
 
 
-def test_local_control_plane_background_failure_is_logged_and_in_the_operation_error(
+def test_local_control_plane_background_failure_is_logged_and_in_the_operation_error_stand_in_runtime(
     plane: tuple[CloudRun, StandInRuntime], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, runtime = plane

@@ -1,0 +1,1 @@
+"""Disaster recovery: the DR playbook, snapshots, restores and drills (backup, restore, dr-drill)."""

@@ -1,0 +1,105 @@
+"""``ethixctl logs`` on the services' JSON lines: --severity, --request-id, --since, --json passthrough."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ethixctl.cli import main
+
+NOW = datetime.now(UTC)
+
+
+def _entry(minutes_ago: float, severity: str, message: str, request_id: str | None = None) -> str:
+    moment = (NOW - timedelta(minutes=minutes_ago)).isoformat()
+    return json.dumps({"severity": severity, "message": message, "time": moment, "request_id": request_id})
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    logs = tmp_path / "logs" / "backend"
+    logs.mkdir(parents=True)
+    (logs / "backend-00001-abc.log").write_text(
+        "\n".join(
+            [
+                "plain text before logging was configured",
+                _entry(120, "INFO", "Uvicorn running on http://127.0.0.1:8080"),
+                _entry(30, "WARNING", "POST /api/v1/auth/login 401", "req-1"),
+                _entry(5, "INFO", "GET /api/v1/users/me 200", "req-2"),
+                _entry(1, "ERROR", "unhandled error in GET /api/v1/users/me", "req-2"),
+            ]
+        )
+        + "\n"
+    )
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], state_dir: Path, *argv: str) -> tuple[int, list[str], str]:
+    code = main(["logs", "backend", "--state-dir", str(state_dir), *argv])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def test_entries_render_for_people(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, state_dir)
+    assert code == 0 and len(out) == 5
+    assert out[0] == "plain text before logging was configured"
+    assert "WARNING" in out[2] and out[2].endswith("POST /api/v1/auth/login 401 [req-1]")
+
+
+@pytest.mark.parametrize(
+    ("argv", "messages"),
+    [
+        (["--severity", "warn"], ["POST /api/v1/auth/login 401", "unhandled error in GET /api/v1/users/me"]),
+        (["--severity", "ERROR"], ["unhandled error in GET /api/v1/users/me"]),
+        (["--request-id", "req-2"], ["GET /api/v1/users/me 200", "unhandled error in GET /api/v1/users/me"]),
+        (["--since", "10m"], ["GET /api/v1/users/me 200", "unhandled error in GET /api/v1/users/me"]),
+        (
+            ["--since", (NOW - timedelta(minutes=45)).strftime("%Y-%m-%dT%H:%M:%S")],
+            [
+                "POST /api/v1/auth/login 401",
+                "GET /api/v1/users/me 200",
+                "unhandled error in GET /api/v1/users/me",
+            ],
+        ),
+        (["--severity", "info", "--since", "1h", "-n", "1"], ["unhandled error in GET /api/v1/users/me"]),
+    ],
+)
+def test_filters_pick_entries(
+    state_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], messages: list[str]
+) -> None:
+    code, out, _ = run(capsys, state_dir, *argv, "--json")
+    assert code == 0
+    assert [json.loads(line)["message"] for line in out] == messages
+
+
+def test_json_passes_entries_through_with_their_revision(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, state_dir, "--json", "--request-id", "req-1")
+    assert code == 0
+    written = json.loads(_entry(30, "WARNING", "POST /api/v1/auth/login 401", "req-1"))
+    assert json.loads(out[0]) == {**written, "revision": "backend-00001-abc"}
+    code, out, _ = run(capsys, state_dir, "--json", "-n", "5")
+    assert json.loads(out[0]) == {
+        "severity": "DEFAULT",
+        "message": "plain text before logging was configured",
+        "revision": "backend-00001-abc",
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--severity", "loud"], "unknown severity 'loud'"),
+        (["--since", "yesterday"], "neither a duration nor a time"),
+    ],
+)
+def test_bad_filters_are_usage_errors(
+    state_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], problem: str
+) -> None:
+    code, out, err = run(capsys, state_dir, *argv)
+    assert code == 2 and out == [] and problem in err
