@@ -9,9 +9,12 @@ import typer
 
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+from ethixctl.errors import PlatformUnavailable
 
 if TYPE_CHECKING:
     from rich.text import Text
+
+    from ethixctl.config import Environment
 
 
 def command(
@@ -34,11 +37,46 @@ def command(
     from ethixctl.config import resolve_environment
     from ethixctl.platform.status import collect
 
-    data = collect(resolve_environment(env, state_dir), service)
+    environment = resolve_environment(env, state_dir, need_platform=False)
+    if not environment.platform_running:
+        _data_plane_only(environment, json)
+    data = collect(environment, service)
     if json:
         output.emit_json(data)
     else:
         _render(data)
+
+
+def _data_plane_only(environment: Environment, json: bool) -> None:
+    """No daemon: say what still serves (the data plane outlives it), then fail as the platform is down."""
+    from ethixctl.platform.status import data_plane
+
+    serving = data_plane(environment)
+    if serving is None:
+        environment.require_platform()  # nothing runs: the plain "not running" error
+        return
+    if json:
+        output.emit_json(serving)
+    else:
+        line = output.markup("[bold]{}[/bold]  daemon: [red]down[/]", serving["environment"])
+        for name, ok in serving["platform"].items():
+            line += output.markup("  {}: [{}]{}[/]", name, "green" if ok == "up" else "red", ok)
+        output.show(line)
+        for name, svc in serving["services"].items():
+            output.show(
+                output.markup(
+                    "[bold]{}[/bold]  {}  {}  {}",
+                    name,
+                    svc["url"],
+                    "serving" if svc["serving"] else "not serving",
+                    ", ".join(svc["revisions"]) or "no revision running",
+                )
+            )
+    raise PlatformUnavailable(
+        f"the control plane is down (no daemon runs for {environment.state_dir}) while the data plane "
+        "still serves: traffic cannot change and status cannot read the services",
+        hint="`ethixctl up` starts a daemon that adopts the running router, Prometheus and revisions",
+    )
 
 
 def _render(data: dict[str, Any]) -> None:

@@ -33,9 +33,19 @@ class UpResult:
     adopted: list[str] = field(default_factory=list)
 
 
+def part_running(info: dict[str, Any], name: str, state_dir: Path) -> bool:
+    """The process ``platform.json`` records for part ``name`` is still that process, and ours."""
+    record = (info.get("parts") or {}).get(name) or {}
+    pid = record.get("pid")
+    return (
+        isinstance(pid, int)
+        and state.owned(pid, state_dir)
+        and procs.adopt(name, pid, record.get("started")) is not None
+    )
+
+
 def part_health(info: dict[str, Any], state_dir: Path) -> dict[str, bool]:
     """Is each part alive (the process recorded for it is still that process, and ours) and answering?"""
-    parts = info.get("parts") or {}
 
     def answers(url: str) -> bool:
         try:
@@ -44,13 +54,7 @@ def part_health(info: dict[str, Any], state_dir: Path) -> dict[str, bool]:
             return False
 
     def running(name: str) -> bool:
-        record = parts.get(name) or {}
-        pid = record.get("pid")
-        return (
-            isinstance(pid, int)
-            and state.owned(pid, state_dir)
-            and procs.adopt(name, pid, record.get("started")) is not None
-        )
+        return part_running(info, name, state_dir)
 
     return {
         "router": running("router-edge")

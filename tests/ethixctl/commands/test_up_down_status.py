@@ -178,8 +178,22 @@ def test_a_crashed_daemon_leaves_the_data_plane_serving_and_up_adopts_it(
         assert not procs.pid_alive(info["pids"]["control-plane"])  # no traffic change without a daemon
         assert state.daemon_pid(state_dir) is None
         assert httpx.get(backend + "/health/liveness", timeout=5).status_code == 200  # still serving
-        code, out, _ = run(capsys, "status", "--state-dir", str(state_dir))
+        # Status says what is true: the data plane serves, the control plane is down, `up` adopts it.
+        code, out, err = run(capsys, "status", "--state-dir", str(state_dir), "--json")
         assert code == 5
+        seen = json.loads(out)
+        assert seen["daemon"] == "down"
+        assert seen["platform"] == {"router": "up", "prometheus": "up", "control_plane": "down"}
+        backend_revisions = [n for n, r in runtime["revisions"].items() if r["service"] == "backend"]
+        assert seen["services"]["backend"] == {
+            "url": backend,
+            "serving": True,
+            "revisions": backend_revisions,
+        }
+        assert "the control plane is down" in err and "ethixctl up" in err
+        code, out, err = run(capsys, "status", "--state-dir", str(state_dir))
+        assert code == 5 and "serving" in out and backend in out
+        assert "the local platform is not running" not in err
         code, out, _ = run(capsys, "up", "--state-dir", str(state_dir), "--json")
         assert code == 0
         result = json.loads(out)
