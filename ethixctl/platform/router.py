@@ -301,7 +301,8 @@ class Router:
         for port in [*self._inner_ports.values(), *(lsn.port for lsn in self._listeners.values())]:
             procs.claim_port(port)
         self._programmed = dict(self._listeners)  # as last sent to the split Caddy
-        self._loaded: dict[str, dict[str, Any] | None] = {}  # part -> config it runs (read once, then kept)
+        # part -> the config it runs: read from it once per process (a restarted one runs its file), then kept
+        self._loaded: dict[str, dict[str, Any] | None] = {}
         self._confirmed: dict[str, int] = {}  # part -> the pid last seen holding all its ports
         self._loaded_by: dict[str, int] = {}  # part -> the pid `_loaded` was read from
         self._lock = threading.Lock()
