@@ -28,6 +28,7 @@ monitor stops probing, ``revision_status`` blocks, the control plane's operation
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 import threading
 import time
@@ -282,6 +283,11 @@ class LocalRuntime:
                     for name, traffic in self._traffic.items()
                 },
             }
+
+    @property
+    def activator_url(self) -> str:
+        """Where the router's wake-up calls go (``GET /wake/REVISION``)."""
+        return f"http://127.0.0.1:{self._activator.port}"
 
     def pid_of(self, revision: str) -> int | None:
         with self._lock:
@@ -716,8 +722,6 @@ class _Activator:
     """Answers the router's ``GET /wake/REVISION`` once that revision serves (see the module docstring)."""
 
     def __init__(self, runtime: LocalRuntime, port: int):
-        self.port = port
-
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 revision = self.path.removeprefix("/wake/")
@@ -732,7 +736,15 @@ class _Activator:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            # Another process took it since the last run (ports are preferences): any free one will do,
+            # the router's wake-up calls are programmed with the port held.
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port: int = self._server.server_address[1]
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="activator", daemon=True)
 

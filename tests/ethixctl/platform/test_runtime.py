@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from ethixctl import procs
 from ethixctl.errors import UsageError
 from ethixctl.platform.runtime import RevisionSpec, RevisionState
+from ethixctl.platform.supervisor import LocalRuntime
 from tests.ethixctl.platform.conftest import Parts, changes_under_load
 
 pytestmark = pytest.mark.e2e
@@ -243,3 +245,19 @@ def test_idle_tagged_revision_scales_to_zero_and_a_request_wakes_it(parts_idle: 
     with httpx.Client(timeout=60) as client:
         answers = [client.get(tag) for _ in range(3)]
     assert [(a.status_code, a.json()["revision"]) for a in answers] == [(200, "echo-2")] * 3
+
+
+def test_an_activator_port_taken_since_the_last_run_is_replaced_not_fatal(parts: Parts) -> None:
+    """Regression: the activator bound the port `ports.json` remembered; taken by another program, the
+    bind failed and the control plane (which runs the runtime) died at every restart."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = LocalRuntime(parts.state_dir / "another", parts.router, None, activator_port=port)
+        try:
+            assert int(runtime.activator_url.rsplit(":", 1)[1]) != port
+            answer = httpx.get(f"{runtime.activator_url}/wake/nope", timeout=5)
+            assert answer.status_code == 503 and answer.text == "unknown revision nope"
+        finally:
+            runtime.shutdown()
