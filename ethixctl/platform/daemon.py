@@ -225,10 +225,10 @@ class Daemon:
                 continue
             self.phase(f"starting {part.name}")
             part.start()
-            self._record_held_ports()  # before the control plane starts: it reads ports.json
         self._update(adopted=self.adopted)
         self.phase("deploying " + ", ".join(SEEDED))
         self._seed(refs)
+        # Now runtime.json is the new control plane's (it names the service ports it holds).
         self._record_held_ports()
         self.phase("waiting for the services to be ready")
         self._wait_serving()
