@@ -41,6 +41,8 @@ GOAL_ROUTER_ADDED_MS = 2.0
 GOAL_VISIBLE_S = 1.0
 CHANGES = 10
 FLIPS = 20
+# Both revisions tagged, so that neither is scaled to zero when it has 0%: these figures are the router's.
+WARM = {"one": "echo-1", "two": "echo-2"}
 FLIP_INTERVAL_S = 0.1
 LOAD_CLIENTS = 4
 UVICORN_STARTS = 3
@@ -106,7 +108,7 @@ def _propagation(runtime: LocalRuntime, url: str) -> dict[str, Any]:
             other = "echo-1" if target == "echo-2" else "echo-2"
             time.sleep(0.3)  # settled: the probes see only the previous revision
             started = time.perf_counter()
-            runtime.apply_traffic("echo", {target: 100, other: 0}, {})
+            runtime.apply_traffic("echo", {target: 100, other: 0}, WARM)
             confirmed = time.perf_counter()
             deadline = confirmed + 10
             while not any(rev == target for _, _, rev in prober.since(confirmed)):
@@ -178,7 +180,7 @@ def _router_figures(base: Path) -> dict[str, Any]:
                 raise RuntimeError("echo revisions not ready")
             time.sleep(0.1)
         url = runtime.service_url("echo")
-        runtime.apply_traffic("echo", {"echo-1": 100}, {})
+        runtime.apply_traffic("echo", {"echo-1": 100}, WARM)
         direct = runtime.revision_status("echo-1").url
         assert direct is not None
         with httpx.Client(timeout=5) as client:
@@ -188,7 +190,9 @@ def _router_figures(base: Path) -> dict[str, Any]:
         propagation = _propagation(runtime, url)
 
         def flip(step: int) -> None:
-            runtime.apply_traffic("echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, {})
+            runtime.apply_traffic(
+                "echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, WARM
+            )
 
         duration = FLIPS * FLIP_INTERVAL_S
         steady, steady_rate = _load(url, duration)

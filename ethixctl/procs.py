@@ -1,7 +1,8 @@
 """Starting, watching and stopping local processes (services, Caddy, Prometheus).
 
-Used by the local platform and by the end-to-end tests, so there is one way
-to pick a free port, wait for readiness and stop a process group.
+Used by the local platform and by the end-to-end tests, so there is one way to pick a free port,
+wait for readiness, stop a process group, tell which process holds a port and recognise a process
+again after a restart.
 """
 
 from __future__ import annotations
@@ -136,16 +137,27 @@ def port_holding(owner_pid: int, ports: Iterable[int]) -> PortHolding | None:
 
 @dataclass
 class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path | None
+    """A process we started (`popen` set), or one adopted from an earlier run by pid and start time.
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+    The kernel's start time tells a process apart from a later one that got the same pid, so an
+    adopted process is only ever signalled while it is still the one that was recorded.
+    """
+
+    name: str
+    pid: int
+    started: int | None
+    log_path: Path | None
+    popen: subprocess.Popen[bytes] | None = None
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return self.started is not None and start_time(self.pid) == self.started and pid_alive(self.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of a child that ended; None while it runs, and for an adopted process."""
+        return self.popen.returncode if self.popen is not None else None
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -153,9 +165,27 @@ class Process:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None and not self.alive():
+            return  # gone, and its pid may be someone else's by now
         stop_pid(self.pid, timeout)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=1)
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=1)
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def adopt(name: str, pid: int, started: int | None, log_path: Path | None = None) -> Process | None:
+    """The recorded process if it still runs (same pid and start time), else None."""
+    process = Process(name, pid, started, log_path)
+    return process if process.alive() else None
 
 
 def start(
@@ -187,7 +217,7 @@ def start(
     finally:
         if log_path is not None:
             log.close()
-    return Process(name, popen, log_path)
+    return Process(name, popen.pid, start_time(popen.pid), log_path, popen)
 
 
 def python_module(module: str) -> list[str]:
@@ -238,7 +268,7 @@ def wait_http(url: str, *, timeout: float, process: Process | None = None, expec
         while time.monotonic() < deadline:
             if process is not None and not process.alive():
                 raise EthixError(
-                    f"{process.name} exited with code {process.popen.returncode} before it became ready",
+                    f"{process.name} exited with code {process.returncode} before it became ready",
                     hint=process.log_tail() or None,
                 )
             try:

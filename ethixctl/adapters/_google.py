@@ -5,6 +5,7 @@ google.* is imported inside the functions so importing an adapter stays cheap fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,6 +38,13 @@ def api_message(exc: Exception) -> str:
     return _error_field(exc, "message") or str(getattr(exc, "message", exc))
 
 
+def _not_connected(exc: Exception) -> bool:
+    """No connection was made (refused): the request never reached the server, so it is safe to resend."""
+    from urllib3.exceptions import NewConnectionError
+
+    return isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError)
+
+
 def call(
     what: str,
     fn: Callable[[], T],
@@ -45,14 +53,26 @@ def call(
     api: str,
     unknown: str | None = None,
     unknown_hint: str | None = None,
+    restart_wait: float = 0.0,
 ) -> T:
-    """Run one client call; turn library and transport failures into errors an operator can act on."""
+    """Run one client call; turn library and transport failures into errors an operator can act on.
+
+    With `restart_wait`, a refused connection is tried again for that many seconds: the local control
+    plane is restarted by the platform daemon within about a second when it dies.
+    """
     import requests
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
+    deadline = time.monotonic() + restart_wait
     try:
-        return fn()
+        while True:
+            try:
+                return fn()
+            except requests.ConnectionError as exc:
+                if not _not_connected(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
     except gexc.NotFound as exc:
         raise UsageError(unknown or f"{what}: {api_message(exc)}", hint=unknown_hint) from None
     except gexc.BadRequest as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,14 @@ class ServiceInfo:
     image: str
 
 
+# The local control plane is restarted by the platform daemon when it dies, within a second or two.
+CONTROL_PLANE_RESTART_WAIT = 10.0
+
+
+class _OperationLost(Exception):
+    """The control plane no longer knows the operation: it restarted while the change was applied."""
+
+
 @dataclass
 class EnvEntry:
     """One env var of a service's template: an inline value or a Secret Manager reference."""
@@ -77,12 +86,21 @@ class ServiceSpec:
 
 
 class CloudRun:
-    def __init__(self, project: str, region: str, endpoint: str | None = None):
+    def __init__(
+        self,
+        project: str,
+        region: str,
+        endpoint: str | None = None,
+        *,
+        restart_wait: float = CONTROL_PLANE_RESTART_WAIT,
+    ):
         from google.cloud import run_v2
 
         self.project = project
         self.region = region
         self.endpoint = endpoint
+        # Only the local control plane restarts under us; Google's client retries on its own.
+        self._restart_wait = restart_wait if endpoint is not None else 0.0
         self._run = run_v2
         kwargs = _google.client_kwargs(endpoint)
         self._services = run_v2.ServicesClient(**kwargs)
@@ -107,20 +125,42 @@ class CloudRun:
             api="Cloud Run API",
             unknown=unknown,
             unknown_hint="`ethixctl status` lists services",
+            restart_wait=self._restart_wait,
         )
 
-    def _wait(self, what: str, operation: Any, timeout: float) -> Any:
-        """Poll the long-running operation quickly: the default starts at 1 s and backs off to 20 s."""
+    def _wait(self, what: str, operation: Any, timeout: float, settled: Callable[[], Any | None]) -> Any:
+        """Poll the long-running operation quickly: the default starts at 1 s and backs off to 20 s.
+
+        Operations live in the control plane's memory: if it restarted meanwhile, the operation is
+        gone but the change is not (the new control plane resumes it). Then `settled()` is polled
+        instead: the result once the change is in effect, None while it is not, or it raises.
+        """
         import concurrent.futures
 
+        from google.api_core import exceptions as gexc
         from google.api_core.future import polling
 
+        deadline = time.monotonic() + timeout
         fast = polling.DEFAULT_POLLING.with_delay(initial=0.1, maximum=1.0, multiplier=1.5).with_timeout(
             timeout
         )
+
+        def result() -> Any:
+            try:
+                return operation.result(timeout=timeout, polling=fast)
+            except gexc.NotFound:
+                raise _OperationLost from None
+
         try:
-            return self._call(what, lambda: operation.result(timeout=timeout, polling=fast))
+            return self._call(what, result)
         except concurrent.futures.TimeoutError:
+            raise EthixError(f"{what}: not finished after {timeout:.0f}s") from None
+        except _OperationLost:
+            while time.monotonic() < deadline:
+                done = settled()
+                if done is not None:
+                    return done
+                time.sleep(0.2)
             raise EthixError(f"{what}: not finished after {timeout:.0f}s") from None
 
     # reads -------------------------------------------------------------------------------------
@@ -231,7 +271,7 @@ class CloudRun:
         operation = self._call(
             what, lambda: self._services.create_service(parent=self._parent, service=body, service_id=service)
         )
-        return self._service_info(self._wait(what, operation, timeout))
+        return self._service_info(self._wait(what, operation, timeout, lambda: self._settled(what, service)))
 
     def deploy_revision(
         self,
@@ -299,7 +339,7 @@ class CloudRun:
         raw.traffic = self._with_tags(traffic, tags)
         what = f"deploy {image} to {service}"
         operation = self._call(what, lambda: self._services.update_service(service=raw))
-        self._wait(what, operation, timeout)
+        self._wait(what, operation, timeout, lambda: self._settled(what, service, revision=revision_id))
         return self.get_revision(service, revision_id)
 
     def set_traffic(
@@ -313,7 +353,10 @@ class CloudRun:
         raw.traffic = self._with_tags(traffic, self._tags_in_effect(raw) if tags is None else dict(tags))
         what = f"set traffic of {service}"
         operation = self._call(what, lambda: self._services.update_service(service=raw))
-        return self._service_info(self._wait(what, operation, 120))
+        wanted = {r: p for r, p in split.items() if p > 0}
+        return self._service_info(
+            self._wait(what, operation, 120, lambda: self._settled(what, service, split=wanted))
+        )
 
     def remove_tag(self, service: str, tag: str) -> None:
         """Drop `tag` (its URL stops answering); the traffic split in effect is kept as it is."""
@@ -329,9 +372,36 @@ class CloudRun:
         name = f"{self._service_name(service)}/revisions/{revision}"
         what = f"delete revision {revision}"
         operation = self._call(what, lambda: self._revisions.delete_revision(name=name))
-        self._wait(what, operation, timeout)
+
+        def deleted() -> bool | None:
+            return True if revision not in {r.name for r in self.list_revisions(service)} else None
+
+        self._wait(what, operation, timeout, deleted)
 
     # helpers -----------------------------------------------------------------------------------
+    def _settled(
+        self, what: str, service: str, *, revision: str | None = None, split: dict[str, int] | None = None
+    ) -> Any | None:
+        """The service once its change is in effect (`revision` ready, `split` serving); None before."""
+        raw = self._get_raw(service)
+        if raw.reconciling:
+            return None
+        condition = raw.terminal_condition
+        if condition.state == self._run.Condition.State.CONDITION_FAILED:
+            raise EthixError(f"{what}: {condition.message}")
+        if revision is not None and raw.latest_ready_revision != revision:
+            created = self._call(
+                f"get revision {revision}",
+                lambda: self._revisions.get_revision(name=self._revision_name(service, revision)),
+            )
+            ready = next((c for c in created.conditions if c.type_ == "Ready"), None)
+            if ready is not None and ready.state == self._run.Condition.State.CONDITION_FAILED:
+                raise EthixError(f"{what}: {ready.message}")
+            return None
+        if split is not None and self._split_of(raw) != split:
+            return None
+        return raw
+
     def _next_revision_name(self, service: str, raw: Any) -> str:
         """`SERVICE-NNNNN-xyz` after the highest number in use, as Cloud Run names them."""
         numbers = [0]

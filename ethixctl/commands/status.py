@@ -9,9 +9,12 @@ import typer
 
 from ethixctl import output
 from ethixctl.commands._options import EnvOption, JsonFlag, StateDirOption
+from ethixctl.errors import PlatformUnavailable
 
 if TYPE_CHECKING:
     from rich.text import Text
+
+    from ethixctl.config import Environment
 
 
 def command(
@@ -22,7 +25,8 @@ def command(
 ) -> None:
     """Services, revisions, traffic, tags, readiness, Prometheus targets and firing alerts.
 
-    On the local platform it also shows whether the router, Prometheus and the control plane are alive.
+    On the local platform it also shows whether the router, Prometheus and the control plane are alive,
+    and how often each was restarted.
 
     Examples:
 
@@ -33,11 +37,46 @@ def command(
     from ethixctl.config import resolve_environment
     from ethixctl.platform.status import collect
 
-    data = collect(resolve_environment(env, state_dir), service)
+    environment = resolve_environment(env, state_dir, need_platform=False)
+    if not environment.platform_running:
+        _data_plane_only(environment, json)
+    data = collect(environment, service)
     if json:
         output.emit_json(data)
     else:
         _render(data)
+
+
+def _data_plane_only(environment: Environment, json: bool) -> None:
+    """No daemon: say what still serves (the data plane outlives it), then fail as the platform is down."""
+    from ethixctl.platform.status import data_plane
+
+    serving = data_plane(environment)
+    if serving is None:
+        environment.require_platform()  # nothing runs: the plain "not running" error
+        return
+    if json:
+        output.emit_json(serving)
+    else:
+        line = output.markup("[bold]{}[/bold]  daemon: [red]down[/]", serving["environment"])
+        for name, ok in serving["platform"].items():
+            line += output.markup("  {}: [{}]{}[/]", name, "green" if ok == "up" else "red", ok)
+        output.show(line)
+        for name, svc in serving["services"].items():
+            output.show(
+                output.markup(
+                    "[bold]{}[/bold]  {}  {}  {}",
+                    name,
+                    svc["url"],
+                    "serving" if svc["serving"] else "not serving",
+                    ", ".join(svc["revisions"]) or "no revision running",
+                )
+            )
+    raise PlatformUnavailable(
+        f"the control plane is down (no daemon runs for {environment.state_dir}) while the data plane "
+        "still serves: traffic cannot change and status cannot read the services",
+        hint="`ethixctl up` starts a daemon that adopts the running router, Prometheus and revisions",
+    )
 
 
 def _render(data: dict[str, Any]) -> None:
@@ -47,8 +86,15 @@ def _render(data: dict[str, Any]) -> None:
         for name, ok in parts.items():
             line += output.markup("  {}: [{}]{}[/]", name, "green" if ok == "up" else "red", ok)
         output.show(line)
+        for name, part in (data.get("parts") or {}).items():
+            if part["restarts"]:
+                output.show(
+                    output.markup(
+                        "  {}: restarted {}×, last down: {}", name, part["restarts"], part["last_exit"] or "?"
+                    )
+                )
         if any(ok != "up" for ok in parts.values()):
-            output.warn("part of the platform is down: `ethixctl up` repairs it")
+            output.warn("part of the platform is down: the daemon restarts it; `ethixctl up` does it at once")
     alerts = data.get("alerts")
     if alerts is None:
         output.warn("Prometheus did not list its alerts: firing alerts unknown")
@@ -80,7 +126,9 @@ def _render(data: dict[str, Any]) -> None:
                 f"`ethixctl rollback {svc['name']}` ends it"
             )
         table = output.table(show_header=True, header_style="bold")
-        for column in ("revision", "traffic", "tags", "ready", "restarts", "prometheus", "image", "message"):
+        for column in (
+            "revision", "traffic", "tags", "ready", "instances", "restarts", "prometheus", "image", "message"
+        ):  # fmt: skip
             table.add_column(column)
         for rev in svc["revisions"]:
             tags = ", ".join(f"{t['tag']} {t['url'] or ''}".strip() for t in rev["tags"])
@@ -89,6 +137,7 @@ def _render(data: dict[str, Any]) -> None:
                 f"{rev['percent']}%",
                 tags,
                 _readiness(rev),
+                _instances(rev),
                 "" if rev["restarts"] is None else str(rev["restarts"]),
                 rev["prometheus"],
                 rev["image"].split("@sha256:")[0]
@@ -105,3 +154,16 @@ def _readiness(revision: dict[str, Any]) -> Text:
     if revision.get("serving") is False:
         return output.markup("[yellow]not serving[/yellow]")
     return output.markup("[green]yes[/green]")
+
+
+def _instances(rev: dict[str, Any]) -> str:
+    """What runs: one instance, none (scaled to zero), and how long the last cold start took."""
+    state = rev.get("state")
+    if state is None:
+        return ""
+    shown = {"READY": "1", "STARTING": "starting", "SCALED_TO_ZERO": "0 (scaled to zero)"}.get(
+        state, state.lower()
+    )
+    if rev.get("last_cold_start_seconds") is not None:
+        shown += f", cold start {rev['last_cold_start_seconds']:.1f}s"
+    return shown

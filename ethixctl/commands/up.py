@@ -22,17 +22,29 @@ def command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for readiness.", min=1)
     ] = 300.0,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout",
+            help="Seconds without a request before a tagged revision at 0% scales to zero (default 300).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Start the local platform: control plane, Caddy, Prometheus, services.
 
-    Idempotent: on a running platform it reports the URLs and restarts a dead router or Prometheus.
-    Data (database, bucket, metrics) is kept in the state dir across restarts.
+    Idempotent: on a running platform it reports the URLs and restarts a dead part at once (the
+    daemon restarts dead parts by itself, with backoff). After a daemon crash it takes over the
+    router, Prometheus and revisions still serving instead of starting new ones. Data (database,
+    bucket, metrics) is kept in the state dir across restarts.
 
     Examples:
 
       ethixctl up
 
       ethixctl up --state-dir /tmp/ethix --free-ports --json
+
+      ethixctl up --idle-timeout 60     # tagged revisions at 0% scale to zero after a minute
     """
     from ethixctl.config import local_state_dir
     from ethixctl.platform import lifecycle
@@ -41,10 +53,16 @@ def command(
     if output.interactive() and not json:
         with output.stderr().status("starting the platform") as spinner:
             result = lifecycle.up(
-                directory, free_ports=free_ports, timeout=timeout, on_phase=lambda p: spinner.update(p)
+                directory,
+                free_ports=free_ports,
+                idle_timeout=idle_timeout,
+                timeout=timeout,
+                on_phase=lambda p: spinner.update(p),
             )
     else:
-        result = lifecycle.up(directory, free_ports=free_ports, timeout=timeout, on_phase=output.info)
+        result = lifecycle.up(
+            directory, free_ports=free_ports, idle_timeout=idle_timeout, timeout=timeout, on_phase=output.info
+        )
     info = result.info
     data = {
         "status": "already running" if result.already_running else "started",
@@ -53,7 +71,7 @@ def command(
         "control_plane_url": info["control_plane_url"],
         "prometheus_url": info["prometheus_url"],
         "repaired": result.repaired,
-        "cleaned_stale_pids": result.cleaned_pids,
+        "adopted": result.adopted,
     }
     from ethixctl.platform.daemon import DEFAULT_PORTS
 
@@ -67,8 +85,10 @@ def command(
             "default ports in use, using others: "
             + ", ".join(f"{name} {DEFAULT_PORTS[name]} → {port}" for name, port in moved.items())
         )
-    if result.cleaned_pids:
-        output.warn(f"cleaned up after a previous run that did not stop cleanly (pids {result.cleaned_pids})")
+    if result.adopted:
+        output.warn(
+            f"a previous daemon stopped without `ethixctl down`: took over {', '.join(result.adopted)}"
+        )
     if result.repaired:
         output.success(f"repaired: {', '.join(result.repaired)}")
     if json:

@@ -1,9 +1,15 @@
-"""The platform daemon: hosts the control plane and supervises the router, Prometheus and revisions.
+"""The platform daemon: supervises the router, Prometheus and the control plane, which runs the revisions.
 
 Started detached by ``ethixctl up`` as ``python -m ethixctl.platform.daemon --state-dir D``. It holds
 ``D/daemon.lock`` for its whole life (the kernel releases it if the daemon dies, which is how a stale
-state dir is told apart from a running one), writes ``D/platform.json`` as it goes, repairs a dead
-router or Prometheus on SIGUSR1 (sent by a second ``ethixctl up``) and stops every child on SIGTERM.
+state dir is told apart from a running one) and writes ``D/platform.json`` as it goes: URLs, and per
+part its pid, start time, restarts and why it last went down.
+
+Every part is a process of its own, restarted with backoff when it dies (``ethixctl.platform.parts``);
+SIGUSR1 (a second ``ethixctl up``) restarts dead ones at once; SIGTERM (``ethixctl down``) stops
+everything. The data plane outlives the daemon: if the daemon dies, the router, Prometheus and the
+revisions keep serving (the control plane exits with it, so traffic cannot change meanwhile), and the
+next daemon adopts them, by pid and start time from ``platform.json``, instead of starting new ones.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -27,15 +34,14 @@ from ethixctl import procs
 from ethixctl.errors import EthixError, from_os_error
 from ethixctl.exitcodes import ExitCode
 from ethixctl.platform import images, manifests, state
+from ethixctl.platform.parts import Part, PartSupervisor
 from ethixctl.platform.prometheus import PrometheusServer
-from ethixctl.platform.router import Router
-from ethixctl.platform.supervisor import LocalRuntime
+from ethixctl.platform.router import CaddyPart, Router
+from ethixctl.platform.state import SEEDED
+from ethixctl.platform.supervisor import IDLE_TIMEOUT
 
 PROJECT = "local"
 REGION = "local"
-# Cloud Run service ids allow no "_", so the ai_core package runs as service "ai-core".
-# backend's env points at ai-core's service URL; both take their client from X-Forwarded-For as on Cloud Run.
-SEEDED = ("ai-core", "backend")
 DEFAULT_PORTS = {
     "backend": 8080,
     "ai-core": 8081,
@@ -43,7 +49,15 @@ DEFAULT_PORTS = {
     "prometheus": 9090,
     "router_admin": 2019,
 }
+# Ports without a default: any free one the first time, the same one afterwards.
+INTERNAL_PORTS = ("router_split_admin", "activator")
 READY_TIMEOUT = 240.0
+SUPERVISE_EVERY = 0.1
+# How often the ports actually held (a part or the control plane may have moved one) go to ports.json.
+RECORD_PORTS_EVERY = 1.0
+CONTROL_PLANE_MODULE = "ethixctl.platform.controlplane"
+# Parts a new daemon takes over when they still run (the control plane exits with its daemon).
+ADOPTABLE = ("router-split", "router-edge", "prometheus")
 # Seconds between scheduled snapshots; overrides the DR playbook (seconds in demos and tests).
 SNAPSHOT_INTERVAL_VAR = "ETHIXCTL_SNAPSHOT_INTERVAL"
 
@@ -68,8 +82,9 @@ def choose_ports(state_dir: Path, free_only: bool) -> dict[str, int]:
     """Last run's ports first (stable URLs), then the defaults unless ``free_only``, else any free port."""
     previous = state.read_json(state_dir / state.PORTS_FILE) or {}
     chosen: dict[str, int] = {}
-    for name, default in DEFAULT_PORTS.items():
-        candidates = [previous.get(name)] + ([] if free_only else [default])
+    defaults: dict[str, int | None] = {**DEFAULT_PORTS, **dict.fromkeys(INTERNAL_PORTS)}
+    for name, default in defaults.items():
+        candidates = [previous.get(name)] + ([] if free_only or default is None else [default])
         for candidate in candidates:
             if (
                 isinstance(candidate, int)
@@ -85,14 +100,62 @@ def choose_ports(state_dir: Path, free_only: bool) -> dict[str, int]:
     return chosen
 
 
-class Daemon:
-    def __init__(self, state_dir: Path, free_ports: bool):
+class ControlPlanePart:
+    """The control plane process (see ``ethixctl.platform.controlplane.__main__``)."""
+
+    name = "control-plane"
+
+    def __init__(self, state_dir: Path, port: int, idle_timeout: float, snapshot_every: float):
         self.state_dir = state_dir
-        self.ports = choose_ports(state_dir, free_ports)
-        self.router = Router(state_dir, self.ports["router_admin"])
+        self.url = f"http://127.0.0.1:{port}"
+        self.idle_timeout = idle_timeout
+        self.snapshot_every = snapshot_every
+        self.process: procs.Process | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        argv = [sys.executable, "-m", CONTROL_PLANE_MODULE, "--state-dir", str(self.state_dir)]
+        self.process = procs.start(
+            self.name,
+            [
+                *argv,
+                "--idle-timeout",
+                f"{self.idle_timeout:g}",
+                "--snapshot-every",
+                f"{self.snapshot_every:g}",
+            ],
+            log_path=self.state_dir / "logs" / "controlplane.log",
+        )
+        procs.wait_http(self.url + "/healthz", timeout=timeout, process=self.process)
+
+    def stop(self) -> None:
+        # SIGTERM: it stops its revisions (up to 10 s each, in parallel) before it exits.
+        if self.process is not None:
+            self.process.stop(timeout=30)
+
+
+class Daemon:
+    def __init__(self, state_dir: Path, free_ports: bool, idle_timeout: float = IDLE_TIMEOUT):
+        self.state_dir = state_dir
+        self.previous = state.read_json(state_dir / state.PLATFORM_FILE) or {}
+        previous_ports = state.read_json(state_dir / state.PORTS_FILE) or {}
+        if any(self._recorded(name) for name in ADOPTABLE) and previous_ports:
+            # The data plane of the previous daemon still serves on these ports: keep every one of them.
+            self.ports = {name: int(port) for name, port in previous_ports.items()}
+            for port in self.ports.values():
+                procs.claim_port(port)
+        else:
+            self.ports = choose_ports(state_dir, free_ports)
+        self.router = Router(state_dir, self.ports["router_admin"], self.ports["router_split_admin"])
         self.prometheus = PrometheusServer(state_dir, self.ports["prometheus"])
-        self.runtime: LocalRuntime | None = None
-        self.control_plane: Any = None
+        # Checked here, so that a bad ETHIXCTL_SNAPSHOT_INTERVAL fails `up` instead of every control plane.
+        self.control_plane = ControlPlanePart(
+            state_dir, self.ports["control_plane"], idle_timeout, snapshot_interval()
+        )
+        # In start order: the split before the edge that proxies to it, the control plane last (it
+        # programs the router and writes Prometheus's targets).
+        self.parts: list[Part] = [self.router.split, self.router.edge, self.prometheus, self.control_plane]
+        self.supervisor = PartSupervisor(self.parts, on_change=self._update, log=_log)
+        self.adopted: list[str] = []
         self.stop_requested = threading.Event()
         self.repair_requested = threading.Event()
         self._write_lock = threading.Lock()
@@ -102,42 +165,41 @@ class Daemon:
             "state_dir": str(state_dir),
             "started_at": datetime.now(UTC).isoformat(),
             "ports": self.ports,
-            "control_plane_url": f"http://127.0.0.1:{self.ports['control_plane']}",
+            "control_plane_url": self.control_plane.url,
             "prometheus_url": self.prometheus.url,
             "router_admin_url": self.router.admin_url,
             "services": {name: f"http://127.0.0.1:{self.ports[name]}" for name in SEEDED},
             "pids": {"daemon": os.getpid()},
         }
 
-    # platform.json / runtime.json ------------------------------------------------------------------
+    # platform.json -----------------------------------------------------------------------------------
 
     def _update(self, **changes: Any) -> None:
         with self._write_lock:
             self._platform.update(changes)
+            parts = self.supervisor.snapshot()
+            self._platform["parts"] = parts
             pids = {"daemon": os.getpid()}
-            for name, part in (("router", self.router), ("prometheus", self.prometheus)):
-                if part.process is not None and part.process.alive():
-                    pids[name] = part.process.pid
+            pids.update({name: part["pid"] for name, part in parts.items() if part["pid"] is not None})
             self._platform["pids"] = pids
             state.write_json(self.state_dir / state.PLATFORM_FILE, self._platform)
 
-    def _runtime_changed(self) -> None:
-        if self.runtime is None:
-            return
-        # Snapshot first (it takes the runtime lock), write under our lock: never hold _write_lock
-        # while waiting for the runtime lock, or the two locks can be taken in both orders.
-        # The runtime calls this from one notifier thread, so snapshots are written in order.
-        snapshot = self.runtime.snapshot()
-        with self._write_lock:
-            state.write_json(self.state_dir / state.RUNTIME_FILE, snapshot)
-
     def _record_held_ports(self) -> None:
-        """The router keeps a chosen port only once its Caddy alone holds it (another platform may have
-        bound the same one at the same moment): record the ports it ended up with."""
-        assert self.runtime is not None
-        self.ports["router_admin"] = self.router.admin_port
-        for name in SEEDED:
-            self.ports[name] = int(self.runtime.service_url(name).rsplit(":", 1)[1])
+        """Ports are preferences until held (another platform may have bound the same one at the same
+        moment): record the ones the platform ended up with. The router's parts move their admin port
+        themselves; the control plane moves a service's listener and writes the port it holds in
+        ``runtime.json``."""
+        held = {
+            "router_admin": self.router.edge.admin_port,
+            "router_split_admin": self.router.split.admin_port,
+        }
+        runtime = state.read_json(self.state_dir / state.RUNTIME_FILE) or {}
+        for name, url in (runtime.get("services") or {}).items():
+            if name in SEEDED and isinstance(url, str):
+                held[name] = int(url.rsplit(":", 1)[1])
+        if all(self.ports.get(name) == port for name, port in held.items()):
+            return
+        self.ports.update(held)
         state.write_json(self.state_dir / state.PORTS_FILE, dict(self.ports))
         self._update(
             ports=self.ports,
@@ -146,7 +208,7 @@ class Daemon:
         )
 
     def phase(self, text: str) -> None:
-        print(f"{datetime.now(UTC).isoformat()} {text}", flush=True)
+        _log(text)
         self._update(phase=text)
 
     # lifecycle ---------------------------------------------------------------------------------------
@@ -155,43 +217,72 @@ class Daemon:
         self.phase("building images")
         images_dir = self.state_dir / "images"
         refs = {name: images.build(images.source_name(name), images_dir).ref for name in SEEDED}
-        self.phase("starting the router (Caddy)")
-        self.router.start()
-        self.phase("starting Prometheus")
-        self.prometheus.start()
-        self.runtime = LocalRuntime(
-            self.state_dir,
-            self.router,
-            self.prometheus,
-            service_ports={name: self.ports[name] for name in SEEDED},
-            on_change=self._runtime_changed,
-        )
-        for name in SEEDED:
-            self.runtime.service_url(name)
-        self._record_held_ports()
-        self.phase("starting the control plane")
-        from ethixctl.platform.controlplane import serve
-
-        self.control_plane = serve(
-            self.state_dir / "controlplane",
-            self.runtime,
-            "127.0.0.1",
-            self.ports["control_plane"],
-            snapshot_every=snapshot_interval(),
-        )
-        self._update(control_plane_url=self.control_plane.url)
+        self._retire_orphaned_control_plane()
+        for part in self.parts:
+            if self._adopt(part):
+                self.adopted.append(part.name)
+                _log(f"adopted {part.name} (pid {part.process.pid if part.process else '?'})")
+                continue
+            self.phase(f"starting {part.name}")
+            part.start()
+        self._update(adopted=self.adopted)
         self.phase("seeding the secrets catalog")
         self._seed_secrets()
         self.phase("deploying " + ", ".join(SEEDED))
         self._seed(refs)
+        # Now runtime.json is the new control plane's (it names the service ports it holds).
+        self._record_held_ports()
         self.phase("waiting for the services to be ready")
         self._wait_serving()
         self._update(status="ready", phase="ready", ready_at=datetime.now(UTC).isoformat())
-        print("platform ready", flush=True)
-        while not self.stop_requested.wait(0.5):
+        _log("platform ready")
+        next_record = time.monotonic()
+        while not self.stop_requested.wait(SUPERVISE_EVERY):
+            if time.monotonic() >= next_record:
+                next_record = time.monotonic() + RECORD_PORTS_EVERY
+                with contextlib.suppress(OSError, ValueError):
+                    self._record_held_ports()
             if self.repair_requested.is_set():
                 self.repair_requested.clear()
-                self.repair()
+                self.supervisor.restart_dead_now()
+                self._update(repaired_at=datetime.now(UTC).isoformat())
+            else:
+                try:
+                    self.supervisor.check()
+                except Exception:  # a supervision bug must not take the platform down with the daemon
+                    _log(f"supervision round failed:\n{traceback.format_exc()}")
+
+    def _recorded(self, name: str) -> procs.Process | None:
+        record = (self.previous.get("parts") or {}).get(name) or {}
+        pid = record.get("pid")
+        if not isinstance(pid, int) or not state.owned(pid, self.state_dir):
+            return None
+        return procs.adopt(name, pid, record.get("started"))
+
+    def _adopt(self, part: Part) -> bool:
+        """Take over a router or Prometheus process the previous daemon left serving."""
+        if part.name not in ADOPTABLE:
+            return False
+        process = self._recorded(part.name)
+        if process is None:
+            return False
+        part.process = process
+        if isinstance(part, CaddyPart):
+            part.adopt_admin_port()
+        return True
+
+    def _retire_orphaned_control_plane(self) -> None:
+        """The previous daemon's control plane exits by itself once it notices; never run two."""
+        process = self._recorded(self.control_plane.name)
+        if process is None:
+            return
+        deadline = time.monotonic() + 5
+        while process.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.alive():
+            # SIGKILL, not SIGTERM: SIGTERM would stop the revisions it leaves for us.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
     def _seed_secrets(self) -> None:
         """The catalog's secrets, before any revision that loads them starts."""
@@ -201,26 +292,24 @@ class Daemon:
 
         seeded = seed_local(SecretManager(PROJECT, self.control_plane.url), catalog.load(), self.state_dir)
         if seeded:
-            print(f"seeded secrets: {', '.join(seeded)}", flush=True)
+            _log(f"seeded secrets: {', '.join(seeded)}")
 
-    def _service_env(self, name: str) -> dict[str, str]:
+    def _seed_env(self, name: str) -> dict[str, str]:
         """A new service's env: where to find the others, and its secrets' names (never values)."""
         from ethixctl.secrets import catalog
         from ethixctl.secrets.seed import consumer_env
 
-        assert self.runtime is not None
         env = consumer_env(catalog.load(), name, PROJECT, self.control_plane.url)
         # Behind the router as behind Cloud Run's front end: the client is the last X-Forwarded-For entry.
         env["ETHIX_TRUSTED_PROXY_HOPS"] = "1"
         if name == "backend":
-            env["AI_CORE_URL"] = self.runtime.service_url("ai-core")
+            env["AI_CORE_URL"] = self._platform["services"]["ai-core"]
         return env
 
     def _seed(self, refs: dict[str, str]) -> None:
         """Create the services the control plane does not know yet (the first ``up``), in parallel."""
         from ethixctl.adapters.cloudrun import CloudRun
 
-        assert self.runtime is not None
         existing = {
             service.name for service in CloudRun(PROJECT, REGION, self.control_plane.url).list_services()
         }
@@ -235,7 +324,7 @@ class Daemon:
                 errors.append(f"{name}: {exc.message if isinstance(exc, EthixError) else exc}")
 
         threads = [
-            threading.Thread(target=create, args=(name, self._service_env(name)))
+            threading.Thread(target=create, args=(name, self._seed_env(name)))
             for name in SEEDED
             if name not in existing
         ]
@@ -266,28 +355,9 @@ class Daemon:
                     )
                 time.sleep(0.2)
 
-    def repair(self) -> None:
-        """Restart a dead router or Prometheus on the same ports and data (router config is re-sent)."""
-        repaired = []
-        if not self.router.alive():
-            self.router.start()
-            if self.runtime is not None:
-                self._record_held_ports()
-            repaired.append("router")
-        if not self.prometheus.alive():
-            self.prometheus.start()
-            repaired.append("prometheus")
-        if repaired:
-            print(f"repaired: {', '.join(repaired)}", flush=True)
-        self._update(repaired_at=datetime.now(UTC).isoformat())
-
     def shutdown(self) -> None:
-        if self.control_plane is not None:
-            with contextlib.suppress(Exception):
-                self.control_plane.shutdown()
-        if self.runtime is not None:
-            self.runtime.shutdown()
-            self._runtime_changed()
+        """`ethixctl down`: the control plane first (it stops the revisions), then router and Prometheus."""
+        self.control_plane.stop()
         stoppers = [threading.Thread(target=part.stop) for part in (self.router, self.prometheus)]
         for thread in stoppers:
             thread.start()
@@ -295,10 +365,20 @@ class Daemon:
             thread.join()
 
 
+def _log(text: str) -> None:
+    print(f"{datetime.now(UTC).isoformat()} {text}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ethixctl.platform.daemon")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--free-ports", action="store_true", help="never use the default ports")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT,
+        help="seconds before an idle tagged revision at 0%% stops",
+    )
     args = parser.parse_args(argv)
     try:
         state.check_state_dir(args.state_dir)
@@ -311,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"another daemon already runs for {state_dir}", file=sys.stderr)
             return 1
         (state_dir / state.PID_FILE).write_text(f"{os.getpid()}\n")
-        daemon = Daemon(state_dir, args.free_ports)
+        daemon = Daemon(state_dir, args.free_ports, args.idle_timeout)
     except (OSError, EthixError) as exc:
         failure = from_os_error(exc) if isinstance(exc, OSError) else exc
         print(f"platform failed: {failure.message}", file=sys.stderr, flush=True)

@@ -29,12 +29,23 @@ class UpResult:
     info: dict[str, Any]
     already_running: bool
     repaired: list[str] = field(default_factory=list)
-    cleaned_pids: list[int] = field(default_factory=list)
+    # Parts a previous daemon left serving, taken over instead of started again.
+    adopted: list[str] = field(default_factory=list)
+
+
+def part_running(info: dict[str, Any], name: str, state_dir: Path) -> bool:
+    """The process ``platform.json`` records for part ``name`` is still that process, and ours."""
+    record = (info.get("parts") or {}).get(name) or {}
+    pid = record.get("pid")
+    return (
+        isinstance(pid, int)
+        and state.owned(pid, state_dir)
+        and procs.adopt(name, pid, record.get("started")) is not None
+    )
 
 
 def part_health(info: dict[str, Any], state_dir: Path) -> dict[str, bool]:
-    """Is each part alive (its recorded pid is ours) and answering?"""
-    pids = info.get("pids") or {}
+    """Is each part alive (the process recorded for it is still that process, and ours) and answering?"""
 
     def answers(url: str) -> bool:
         try:
@@ -42,16 +53,15 @@ def part_health(info: dict[str, Any], state_dir: Path) -> dict[str, bool]:
         except httpx.HTTPError:
             return False
 
-    def ok(part: str, url: str) -> bool:
-        pid = pids.get(part)
-        return isinstance(pid, int) and state.owned(pid, state_dir) and answers(url)
+    def running(name: str) -> bool:
+        return part_running(info, name, state_dir)
 
     return {
-        "router": ok("router", f"{info['router_admin_url']}/config/"),
-        "prometheus": ok("prometheus", f"{info['prometheus_url']}/-/ready"),
-        "control_plane": ok(
-            "daemon", f"{info['control_plane_url']}/v2/projects/local/locations/local/services"
-        ),
+        "router": running("router-edge")
+        and running("router-split")
+        and answers(f"{info['router_admin_url']}/config/"),
+        "prometheus": running("prometheus") and answers(f"{info['prometheus_url']}/-/ready"),
+        "control_plane": running("control-plane") and answers(f"{info['control_plane_url']}/healthz"),
     }
 
 
@@ -59,6 +69,7 @@ def up(
     state_dir: Path,
     *,
     free_ports: bool = False,
+    idle_timeout: float | None = None,
     timeout: float = UP_TIMEOUT,
     on_phase: Callable[[str], None] | None = None,
 ) -> UpResult:
@@ -70,7 +81,7 @@ def up(
     if pid is not None:
         info = _wait_ready(state_dir, pid, timeout, on_phase)
         health = part_health(info, state_dir)
-        dead = [part for part, healthy in health.items() if not healthy and part != "control_plane"]
+        dead = [part for part, healthy in health.items() if not healthy]
         if dead:
             if on_phase:
                 on_phase(f"repairing {', '.join(dead)}")
@@ -82,13 +93,16 @@ def up(
             f"a platform daemon holds {state_dir / state.LOCK_FILE} but left no valid pid file",
             hint="stop it, or use another --state-dir",
         )
-    cleaned = state.clean_stale(state_dir)
+    # A daemon that died left the data plane serving: the new one adopts it (never stop it here).
+    (state_dir / state.PID_FILE).unlink(missing_ok=True)
     argv = [sys.executable, "-m", state.DAEMON_MODULE, "--state-dir", str(state_dir)]
     if free_ports:
         argv.append("--free-ports")
+    if idle_timeout is not None:
+        argv.extend(["--idle-timeout", f"{idle_timeout:g}"])
     process = procs.start("platform daemon", argv, log_path=state_dir / "logs" / "daemon.log")
     info = _wait_ready(state_dir, process.pid, timeout, on_phase, process=process)
-    return UpResult(info, already_running=False, cleaned_pids=cleaned)
+    return UpResult(info, already_running=False, adopted=list(info.get("adopted") or []))
 
 
 def _wait_ready(

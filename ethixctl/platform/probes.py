@@ -114,6 +114,12 @@ class Probes:
     def to_dict(self) -> dict[str, Any]:
         return {kind.value: asdict(probe) if (probe := self.get(kind)) else None for kind in Kind}
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Probes:
+        """The probes as :meth:`to_dict` wrote them (``runtime.json``): an adopted revision keeps its own."""
+        found = {kind.value: Probe(**saved[kind.value]) for kind in Kind if saved.get(kind.value)}
+        return cls(**found)
+
     def get(self, kind: Kind) -> Probe | None:
         probe: Probe | None = getattr(self, kind.value)
         return probe
@@ -129,13 +135,14 @@ class Tracker:
     running: set[Kind] = field(default_factory=set)
     last_error: dict[Kind, str] = field(default_factory=dict)
 
-    def started(self, now: float) -> None:
-        """The startup probe passed: the periodic probes begin after their initial delay."""
+    def started(self, now: float, serving: bool = True) -> None:
+        """The startup probe passed: the periodic probes begin after their initial delay. ``serving``
+        False (a revision adopted while its readiness failed) keeps it out until a readiness probe passes."""
         for kind in (Kind.READINESS, Kind.LIVENESS):
             probe = self.probes.get(kind)
             if probe is not None:
                 self.due[kind] = now + probe.initial_delay
-                self.failures[kind] = 0
+                self.failures[kind] = probe.failure_threshold if kind is Kind.READINESS and not serving else 0
 
     def take_due(self, now: float) -> list[tuple[Kind, Probe]]:
         """The probes to run now; each is marked running until :meth:`record` gets its result."""

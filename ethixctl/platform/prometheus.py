@@ -1,9 +1,11 @@
 """Prometheus for the local platform: scrapes every READY revision, found through a file_sd JSON file.
 
 The config is written as JSON (valid YAML); the targets file is rewritten atomically whenever
-revisions come and go, and Prometheus picks it up without a restart. The TSDB lives in the state dir,
-so restarting Prometheus keeps its data. It evaluates the alerting rules of ``playbooks/alerts.yaml``
-(a copy in the state dir; ``ETHIXCTL_ALERT_FOR`` shortens every ``for:`` for tests and drills).
+revisions come and go, and Prometheus picks it up without a restart. The daemon starts (and restarts)
+the process, the control plane writes the targets: the file is what they share, so a restarted
+Prometheus comes back with its targets. The TSDB lives in the state dir, so a restart keeps its data.
+It evaluates the alerting rules of ``playbooks/alerts.yaml`` (a copy in the state dir;
+``ETHIXCTL_ALERT_FOR`` shortens every ``for:`` for tests and drills).
 
 Recording rules also publish the services' metrics under Cloud Run's built-in names
 (``run_googleapis_com:request_count``, ``run_googleapis_com:request_latencies_*`` in milliseconds,
@@ -122,6 +124,8 @@ def find_prometheus() -> Path:
 
 
 class PrometheusServer:
+    name = "prometheus"
+
     def __init__(self, state_dir: Path, port: int):
         self.home = state_dir / "prometheus"
         self.log_path = state_dir / "logs" / "prometheus.log"
@@ -129,8 +133,14 @@ class PrometheusServer:
         self.targets_path = self.home / "targets.json"
         self.process: procs.Process | None = None
         self._lock = threading.Lock()
-        # revision -> (service, "127.0.0.1:PORT")
+        # revision -> (service, "127.0.0.1:PORT"), as last written
         self._targets: dict[str, tuple[str, str]] = {}
+        try:
+            for group in json.loads(self.targets_path.read_text()):
+                labels = group["labels"]
+                self._targets[labels["revision"]] = (labels["service"], group["targets"][0])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            pass  # none yet: the first start writes an empty list
 
     @property
     def url(self) -> str:
@@ -155,8 +165,9 @@ class PrometheusServer:
             ],
         }
         write_atomic(self.home / "prometheus.yml", json.dumps(config, indent=2))
-        with self._lock:
-            self._write_targets()
+        if not self.targets_path.exists():
+            with self._lock:
+                self._write_targets()
         self.process = procs.start(
             "prometheus",
             [

@@ -14,6 +14,9 @@ class RevisionState(StrEnum):
     READY = "READY"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
+    # No process, as Cloud Run scales an idle revision to zero instances; `start_revision` (or a
+    # request to its tag URL) starts it again.
+    SCALED_TO_ZERO = "SCALED_TO_ZERO"
 
 
 @dataclass
@@ -36,7 +39,8 @@ class RevisionStatus:
 
 class Runtime(Protocol):
     def start_revision(self, spec: RevisionSpec) -> None:
-        """Non-blocking: starts the process; READY after its startup probe passes."""
+        """Non-blocking: starts the process (also of a revision scaled to zero); READY after its startup
+        probe passes."""
 
     def revision_status(self, revision: str) -> RevisionStatus: ...
 
@@ -44,6 +48,7 @@ class Runtime(Protocol):
         """split: revision -> percent (sums to 100, only READY revisions); tags: tag -> revision.
 
         Programs the router atomically without dropping in-flight requests; returns tag -> tag URL.
+        Revisions of the service left with 0% and no tag are scaled to zero.
         """
 
     def service_url(self, service: str) -> str: ...

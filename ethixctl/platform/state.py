@@ -25,6 +25,9 @@ PORTS_FILE = "ports.json"
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 DAEMON_MODULE = "ethixctl.platform.daemon"
+# The services every local platform runs. Cloud Run service ids allow no "_", so the ai_core package
+# runs as service "ai-core"; backend's AI_CORE_URL is ai-core's service URL.
+SEEDED = ("ai-core", "backend")
 
 
 def default_state_dir() -> Path:

@@ -46,6 +46,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
 
     runtime: dict[str, Any] = {}
     platform: dict[str, str] | None = None
+    parts: dict[str, dict[str, Any]] | None = None
     if environment.kind == "local":
         from ethixctl.platform.lifecycle import part_health
 
@@ -54,6 +55,10 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         if info:
             platform = {
                 name: "up" if ok else "down" for name, ok in part_health(info, environment.state_dir).items()
+            }
+            parts = {
+                name: {key: record.get(key) for key in ("state", "restarts", "last_exit", "pid")}
+                for name, record in (info.get("parts") or {}).items()
             }
 
     out = []
@@ -79,6 +84,8 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
                     "ready": rev.ready,
                     "state": local.get("state"),
                     "restarts": local.get("restarts"),
+                    "cold_starts": local.get("cold_starts"),
+                    "last_cold_start_seconds": local.get("last_cold_start_seconds"),
                     # local platform: False while its readiness probe fails (no traffic reaches it)
                     "serving": local.get("serving"),
                     "probes": local.get("probes"),
@@ -104,6 +111,7 @@ def collect(environment: Environment, only: str | None = None) -> dict[str, Any]
         "environment": environment.name,
         "kind": environment.kind,
         "platform": platform,
+        "parts": parts,
         "prometheus_url": environment.prometheus_url,
         "alerts": alerts,
         "services": out,
@@ -136,3 +144,53 @@ def _releases_in_progress(environment: Environment, services: list[str]) -> dict
         return found
     finally:
         ledger.close()
+
+
+def data_plane(environment: Environment) -> dict[str, Any] | None:
+    """What still serves of a local platform whose daemon is gone, else None (nothing runs).
+
+    The data plane outlives the daemon: the router, Prometheus and the revisions keep serving while the
+    control plane, which exits with its daemon, is down; ``platform.json`` and ``runtime.json`` still
+    say where they are, and each recorded process is checked by pid and start time.
+    """
+    import httpx
+
+    from ethixctl import procs
+    from ethixctl.platform.lifecycle import part_running
+
+    info = state.read_json(environment.state_dir / state.PLATFORM_FILE) or {}
+    runtime = state.read_json(environment.state_dir / state.RUNTIME_FILE) or {}
+    running = {
+        name: part_running(info, name, environment.state_dir)
+        for name in ("router-edge", "router-split", "prometheus", "control-plane")
+    }
+    revisions = {
+        name: {"service": record.get("service"), "pid": record["pid"]}
+        for name, record in (runtime.get("revisions") or {}).items()
+        if isinstance(record.get("pid"), int)
+        and procs.adopt(name, record["pid"], record.get("started")) is not None
+    }
+    if not any(running.values()) and not revisions:
+        return None
+    services = {}
+    for name, url in (info.get("services") or {}).items():
+        try:
+            serving = httpx.get(f"{url}/health/liveness", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            serving = False
+        services[name] = {
+            "url": url,
+            "serving": serving,
+            "revisions": sorted(rev for rev, record in revisions.items() if record["service"] == name),
+        }
+    return {
+        "environment": environment.name,
+        "kind": environment.kind,
+        "daemon": "down",
+        "platform": {
+            "router": "up" if running["router-edge"] and running["router-split"] else "down",
+            "prometheus": "up" if running["prometheus"] else "down",
+            "control_plane": "up" if running["control-plane"] else "down",
+        },
+        "services": services,
+    }

@@ -6,7 +6,20 @@ and restarts crashed ones with exponential backoff, on the same port when it is 
 router keeps pointing at it. Revision env values may hold resolved secrets: they go to the child's environment
 only, never to argv, logs or messages.
 
-``on_change`` (the daemon writes ``runtime.json`` from it) runs on its own notifier thread and never
+Scale to zero, as Cloud Run does: a revision left with 0% and no tag is stopped as soon as the traffic
+moves; a tagged revision at 0% is stopped after `idle_timeout` seconds without a request (read from
+its own request counter). A revision scaled to zero keeps its port; its tag listener first asks the
+runtime's *activator* (``GET /wake/REVISION``, Knative's name for it) to start it, and the router holds
+the request until the startup probe passed. ``start_revision`` (e.g. a rollback to it) starts it too.
+Each cold start's duration is recorded (``status`` shows the last one).
+
+Revisions outlive the process that runs this runtime (the control plane): a new runtime on the same
+state dir adopts the revisions ``runtime.json`` records, by pid and kernel start time, instead of
+starting new ones. An adopted revision's environment is not on disk (it may hold secrets): it is
+attached again when the control plane restores the service's traffic (``start_revision``), and until
+then a crash stops it instead of restarting it.
+
+``on_change`` (``RuntimeFile`` writes ``runtime.json`` from it) runs on its own notifier thread and never
 while the runtime lock is held: the callback takes its own lock and then calls :meth:`snapshot`, so
 calling it under the runtime lock would order the two locks both ways and deadlock the runtime (the
 monitor stops probing, ``revision_status`` blocks, the control plane's operation never ends).
@@ -14,6 +27,8 @@ monitor stops probing, ``revision_status`` blocks, the control plane's operation
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import sys
 import threading
 import time
@@ -21,6 +36,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +44,8 @@ import httpx
 
 from ethixctl import procs
 from ethixctl.errors import EthixError, UsageError
-from ethixctl.platform import images
-from ethixctl.platform.probes import Kind, Probe, Tracker
+from ethixctl.platform import images, state
+from ethixctl.platform.probes import Kind, Probe, Probes, Tracker
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Listener, Router
 from ethixctl.platform.runtime import RevisionSpec, RevisionState, RevisionStatus
@@ -39,6 +55,11 @@ MAX_EARLY_CRASHES = 3
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 30.0
 _TAG_SEPARATOR = "--tag--"
+# Cloud Run keeps an idle instance for up to 15 minutes; a laptop is shorter of memory than Google.
+IDLE_TIMEOUT = 300.0
+IDLE_CHECK_EVERY = 2.0
+ROUTER_CHECK_EVERY = 1.0
+_RUNNING = (RevisionState.STARTING, RevisionState.READY)
 
 
 @dataclass
@@ -55,6 +76,15 @@ class _Revision:
     next_restart: float | None = None
     backoff: float = 1.0
     cwd: Path | None = None
+    # False for an adopted revision until the control plane hands its spec (environment) over again.
+    spec_known: bool = True
+    # Scale to zero: the request counter as last read, when it last moved, the cold starts.
+    requests_seen: float = -1.0
+    last_request: float = 0.0
+    next_idle_check: float = 0.0
+    cold_start_began: float | None = None
+    cold_starts: int = 0
+    last_cold_start: float | None = None
     tracker: Tracker | None = None
     # False while its readiness probe fails: the router sends it nothing
     serving: bool = True
@@ -86,8 +116,14 @@ class LocalRuntime:
         service_ports: dict[str, int] | None = None,
         on_change: Callable[[], None] | None = None,
         poll_interval: float = 0.1,
+        idle_timeout: float = IDLE_TIMEOUT,
+        activator_port: int | None = None,
     ):
         self.state_dir = state_dir
+        self.idle_timeout = idle_timeout
+        # Where a cold start gets a revision's spec when this runtime adopted it without one (the
+        # control plane resolves its secrets); set by the control plane.
+        self.spec_source: Callable[[str, str], RevisionSpec | None] | None = None
         self.router = router
         self.prometheus = prometheus
         self._service_ports = dict(service_ports or {})
@@ -101,19 +137,29 @@ class LocalRuntime:
         self._dirty = threading.Event()
         self._notifier_done = threading.Event()
         self._http = httpx.Client(timeout=0.5)
+        self._activator = _Activator(self, activator_port or procs.free_port())
+        self._next_router_check = 0.0
+        self._adopt()
         # Readiness and liveness probes run here, so one slow revision does not delay the others.
         self._probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
         self._monitor = threading.Thread(target=self._monitor_loop, name="revision-monitor", daemon=True)
         self._notifier = threading.Thread(target=self._notify_loop, name="runtime-notify", daemon=True)
         self._monitor.start()
         self._notifier.start()
+        self._activator.start()
 
     # -- Runtime protocol ------------------------------------------------------------------------------
 
     def start_revision(self, spec: RevisionSpec) -> None:
         with self._lock:
             current = self._revisions.get(spec.revision)
-            if current is not None and current.state in (RevisionState.STARTING, RevisionState.READY):
+            if current is not None and current.state in _RUNNING:
+                if not current.spec_known:  # adopted: its environment comes back with the spec
+                    self._attach_spec(current, spec)
+                return
+            if current is not None and current.state is RevisionState.SCALED_TO_ZERO:
+                self._attach_spec(current, spec)
+                self._cold_start(current)
                 return
             revision = _Revision(spec=spec, port=procs.free_port())
             self._revisions[spec.revision] = revision
@@ -125,6 +171,31 @@ class LocalRuntime:
                 return
             revision.cwd = image.path
             self._spawn(revision)
+
+    def wake(self, revision: str) -> str | None:
+        """Start a revision scaled to zero and wait for its startup probe (within the probe's budget):
+        None once it serves, else why."""
+        with self._lock:
+            rev = self._revisions.get(revision)
+            if rev is None:
+                return f"unknown revision {revision}"
+            if rev.state is RevisionState.SCALED_TO_ZERO:
+                if not rev.spec_known:
+                    spec = self.spec_source(rev.spec.service, revision) if self.spec_source else None
+                    if spec is None:
+                        return f"{revision}: its environment is not known to this runtime"
+                    self._attach_spec(rev, spec)
+                self._cold_start(rev)
+            timeout = rev.spec.probes.startup.budget
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._closing.is_set():
+            with self._lock:
+                if rev.state is RevisionState.READY:
+                    return None
+                if rev.state not in _RUNNING:
+                    return f"{revision} is {rev.state.value}: {rev.message}"
+            time.sleep(0.05)
+        return f"{revision} did not pass its startup probe within {timeout:.0f}s"
 
     def revision_status(self, revision: str) -> RevisionStatus:
         with self._lock:
@@ -142,7 +213,22 @@ class LocalRuntime:
         with self._lock:
             self._check_traffic(service, split, tags)
             self._traffic[service] = _Traffic(dict(split), dict(tags))
-            return self._program(service)
+            for revision in tags.values():
+                rev = self._revisions[revision]
+                if rev.state is RevisionState.STOPPED:  # e.g. after `ethixctl down`: started on demand
+                    rev.state, rev.message = RevisionState.SCALED_TO_ZERO, "scaled to zero"
+            urls = self._program(service)
+            unused = [
+                rev
+                for name, rev in self._revisions.items()
+                if rev.spec.service == service
+                and rev.state in _RUNNING
+                and split.get(name, 0) == 0
+                and name not in tags.values()
+            ]
+            for rev in unused:
+                self._scale_to_zero(rev, "no traffic and no tag")
+            return urls
 
     def service_url(self, service: str) -> str:
         with self._lock:
@@ -150,7 +236,8 @@ class LocalRuntime:
                 self._service_ports[service] = procs.free_port()
             if service not in self.router.listeners():
                 self.router.set_listener(service, self._service_ports[service], {})
-                self._service_ports[service] = self.router.listeners()[service].port  # as held
+                self._hold_router_ports()
+                self._changed()
             return f"http://127.0.0.1:{self._service_ports[service]}"
 
     def stop_revision(self, revision: str) -> None:
@@ -171,23 +258,6 @@ class LocalRuntime:
 
     # -- for the daemon, status and tests ----------------------------------------------------------
 
-    def reprogram_router(self) -> None:
-        """Re-send every listener, e.g. after the router was restarted."""
-        with self._lock:
-            for service in set(self._service_ports) | set(self._traffic):
-                if service in self._traffic:
-                    self._program(service)
-                else:
-                    self.router.set_listener(service, self._service_ports[service], {})
-
-    def reregister_targets(self) -> None:
-        if self.prometheus is None:
-            return
-        with self._lock:
-            for name, rev in self._revisions.items():
-                if rev.ever_ready and rev.state is not RevisionState.STOPPED:
-                    self.prometheus.set_target(rev.spec.service, name, rev.address)
-
     def snapshot(self) -> dict[str, Any]:
         """What runs where: written to the state dir for ``status`` and ``down``."""
         with self._lock:
@@ -200,7 +270,10 @@ class LocalRuntime:
                         "restarts": rev.restarts,
                         "port": rev.port,
                         "pid": rev.process.pid if rev.process is not None and rev.process.alive() else None,
+                        "started": rev.process.started if rev.process is not None else None,
                         "image": rev.spec.image,
+                        "cold_starts": rev.cold_starts,
+                        "last_cold_start_seconds": rev.last_cold_start,
                         "serving": rev.serving,
                         "probes": rev.spec.probes.to_dict(),
                     }
@@ -213,18 +286,31 @@ class LocalRuntime:
                 },
             }
 
+    @property
+    def activator_url(self) -> str:
+        """Where the router's wake-up calls go (``GET /wake/REVISION``)."""
+        return f"http://127.0.0.1:{self._activator.port}"
+
     def pid_of(self, revision: str) -> int | None:
         with self._lock:
             rev = self._revisions.get(revision)
             return rev.process.pid if rev is not None and rev.process is not None else None
 
-    def shutdown(self) -> None:
+    def shutdown(self, stop_revisions: bool = True) -> None:
+        """Stop watching; with `stop_revisions` also stop them (`ethixctl down`), else leave them serving
+        for the next runtime to adopt (the control plane going away is no reason to stop serving)."""
         self._closing.set()
+        self._activator.stop()
         self._monitor.join(timeout=5)
-        with self._lock:
-            running = [rev.process for rev in self._revisions.values() if rev.process is not None]
-            for rev in self._revisions.values():
-                rev.state, rev.next_restart = RevisionState.STOPPED, None
+        running: list[procs.Process] = []
+        if stop_revisions:
+            with self._lock:
+                running = [rev.process for rev in self._revisions.values() if rev.process is not None]
+                for rev in self._revisions.values():
+                    if rev.state in _RUNNING:
+                        # At zero instances, as Cloud Run sees it: started again when traffic needs it.
+                        rev.state, rev.message = RevisionState.SCALED_TO_ZERO, "stopped with the platform"
+                    rev.process, rev.next_restart = None, None
         threads = [threading.Thread(target=process.stop) for process in running]
         for thread in threads:
             thread.start()
@@ -237,6 +323,65 @@ class LocalRuntime:
         self._http.close()
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _adopt(self) -> None:
+        """Take over what the last runtime on this state dir left running (see the module docstring)."""
+        saved = state.read_json(self.state_dir / state.RUNTIME_FILE) or {}
+        for name, record in (saved.get("revisions") or {}).items():
+            try:
+                service, port, image = str(record["service"]), int(record["port"]), str(record["image"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            pid = record.get("pid")
+            log_path = self.state_dir / "logs" / service / f"{name}.log"
+            process = (
+                procs.adopt(name, pid, record.get("started"), log_path) if isinstance(pid, int) else None
+            )
+            running = process is not None and record.get("state") in (
+                RevisionState.STARTING,
+                RevisionState.READY,
+            )
+            try:
+                probes = Probes.from_dict(record["probes"]) if record.get("probes") else Probes()
+            except (TypeError, ValueError):
+                probes = Probes()
+            rev = _Revision(
+                cold_starts=int(record.get("cold_starts") or 0),
+                last_cold_start=record.get("last_cold_start_seconds"),
+                # Its probes come back with it: probed from the start, before the spec is attached again.
+                spec=RevisionSpec(service, name, service, image, {}, probes),
+                tracker=Tracker(probes) if running else None,
+                serving=record.get("serving") is not False,
+                port=port,
+                process=process if running else None,
+                state=RevisionState.STARTING
+                if running
+                else (
+                    RevisionState.SCALED_TO_ZERO
+                    if record.get("state") == RevisionState.SCALED_TO_ZERO
+                    else RevisionState.STOPPED
+                ),
+                message="adopted; probing it" if running else "not running",
+                restarts=int(record.get("restarts") or 0),
+                ever_ready=running and record.get("state") == RevisionState.READY,
+                started_at=time.monotonic(),
+                spec_known=False,
+            )
+            procs.claim_port(port)
+            self._revisions[name] = rev
+        for service, traffic in (saved.get("traffic") or {}).items():
+            self._traffic[service] = _Traffic(dict(traffic.get("split", {})), dict(traffic.get("tags", {})))
+        self._hold_router_ports()
+
+    def _hold_router_ports(self) -> None:
+        """Take the service and tag ports back from the router: it keeps a port only while its Caddy
+        alone holds it, and moves one another process took (``Router`` docstring, "Ports")."""
+        for listener_name, listener in self.router.listeners().items():
+            service, _, tag = listener_name.partition(_TAG_SEPARATOR)
+            if tag:
+                self._tag_ports[(service, tag)] = listener.port
+            else:
+                self._service_ports[service] = listener.port
 
     def _check_traffic(self, service: str, split: dict[str, int], tags: dict[str, str]) -> None:
         if any(percent < 0 for percent in split.values()):
@@ -272,8 +417,10 @@ class LocalRuntime:
         }
         for tag, revision in traffic.tags.items():
             port = self._tag_ports.setdefault((service, tag), procs.free_port())
+            target = self._revisions[revision]
+            cold = target.state is RevisionState.SCALED_TO_ZERO or target.cold_start_began is not None
             listeners[f"{service}{_TAG_SEPARATOR}{tag}"] = Listener(
-                port, {self._revisions[revision].address: 1}
+                port, {target.address: 1}, self._activator.wake_url(revision) if cold else None
             )
         stale = [
             f"{service}{_TAG_SEPARATOR}{tag}"
@@ -283,13 +430,111 @@ class LocalRuntime:
         for name in stale:
             self._tag_ports.pop((service, name.split(_TAG_SEPARATOR, 1)[1]), None)
         self.router.set_many(listeners, remove=stale)
-        # The router may have had to move a port that another process held: keep the ports it holds.
-        held = self.router.listeners()
-        self._service_ports[service] = held[service].port
-        for tag in traffic.tags:
-            self._tag_ports[(service, tag)] = held[f"{service}{_TAG_SEPARATOR}{tag}"].port
+        self._hold_router_ports()
         self._changed()
         return {tag: f"http://127.0.0.1:{self._tag_ports[(service, tag)]}" for tag in traffic.tags}
+
+    def _attach_spec(self, rev: _Revision, spec: RevisionSpec) -> None:
+        if rev.tracker is not None and spec.probes != rev.spec.probes:
+            rev.tracker = Tracker(spec.probes)
+            if rev.state is RevisionState.READY:
+                rev.tracker.started(time.monotonic(), rev.serving)
+        rev.spec, rev.spec_known = spec, True
+        with contextlib.suppress(EthixError):
+            rev.cwd = images.resolve(spec.image, self.state_dir / "images").path
+
+    def _scale_to_zero(self, rev: _Revision, why: str) -> None:
+        """Stop the process, keep the port (its tag keeps pointing at it); lock held."""
+        rev.state, rev.message, rev.next_restart = (
+            RevisionState.SCALED_TO_ZERO,
+            f"scaled to zero: {why}",
+            None,
+        )
+        # No process, no probes: a probe result still in flight is dropped (its pid is gone).
+        process, rev.process, rev.tracker = rev.process, None, None
+        if process is not None:
+            # In the background: uvicorn finishes the requests it has (up to its graceful timeout).
+            threading.Thread(
+                target=process.stop, name=f"scale-to-zero {rev.spec.revision}", daemon=True
+            ).start()
+        if self.prometheus is not None:
+            self.prometheus.remove_target(rev.spec.revision)
+        _log_line(f"{rev.spec.revision} scaled to zero: {why}")
+        self._changed()
+
+    def _cold_start(self, rev: _Revision) -> None:
+        """Start a revision scaled to zero, on its port unless that is still taken; lock held.
+
+        Its tag keeps the wake-up call until the startup probe passes (`_cold`), so requests that
+        arrive meanwhile wait for it."""
+        if rev.cwd is None or not rev.spec_known:
+            rev.state, rev.message = (
+                RevisionState.FAILED,
+                "cannot start it again: its image or environment is unknown",
+            )
+            self._changed()
+            return
+        moved = procs.port_in_use(rev.port)  # the scaled-down process may still be draining on it
+        if moved:
+            rev.port = procs.free_port()
+        rev.cold_start_began = time.monotonic()
+        self._spawn(rev)
+        if moved and rev.spec.service in self._traffic:
+            self._program(rev.spec.service)
+
+    def _scale_idle_to_zero(self, now: float) -> None:
+        """Tagged revisions at 0% with no request for `idle_timeout` seconds go to zero."""
+        candidates: list[tuple[str, str]] = []
+        with self._lock:
+            for traffic in self._traffic.values():
+                for revision in set(traffic.tags.values()):
+                    rev = self._revisions.get(revision)
+                    if (
+                        rev is not None
+                        and rev.state is RevisionState.READY
+                        and traffic.split.get(revision, 0) == 0
+                        and now >= rev.next_idle_check
+                    ):
+                        rev.next_idle_check = now + IDLE_CHECK_EVERY
+                        candidates.append((revision, f"http://{rev.address}/metrics"))
+        for revision, url in candidates:
+            count = self._requests_served(url)
+            with self._lock:
+                rev = self._revisions[revision]
+                if rev.state is not RevisionState.READY:
+                    continue
+                if count is None or count != rev.requests_seen:
+                    # Moved (or unreadable: never stop what we cannot prove idle).
+                    rev.requests_seen = -1.0 if count is None else count
+                    rev.last_request = now
+                elif now - rev.last_request >= self.idle_timeout:
+                    traffic = self._traffic.get(rev.spec.service, _Traffic())
+                    if traffic.split.get(revision, 0) == 0:
+                        self._scale_to_zero(rev, f"idle for {self.idle_timeout:g}s")
+                        self._program(rev.spec.service)
+
+    def _requests_served(self, metrics_url: str) -> float | None:
+        """The revision's own request counter, without health probes and metric scrapes."""
+        # prometheus-client comes with the services (the `services` extra) this runtime runs.
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            text = self._http.get(metrics_url).text
+        except httpx.HTTPError:
+            return None
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            if family.name != "http_requests":
+                continue
+            for sample in family.samples:
+                route = sample.labels.get("route", "")
+                if (
+                    sample.name == "http_requests_total"
+                    and route != "/metrics"
+                    and not route.startswith("/health")
+                ):
+                    total += sample.value
+        return total
 
     def _spawn(self, rev: _Revision) -> None:
         spec = rev.spec
@@ -345,7 +590,7 @@ class LocalRuntime:
         to_probe: list[tuple[str, Probe, int, int]] = []
         with self._lock:
             for name, rev in self._revisions.items():
-                if rev.state in (RevisionState.STOPPED, RevisionState.FAILED) or rev.process is None:
+                if rev.state not in _RUNNING or rev.process is None:
                     continue
                 if not rev.process.alive():
                     self._on_exit(rev, now)
@@ -369,6 +614,23 @@ class LocalRuntime:
                 self._mark_ready(name, pid)
             else:
                 self._note_probe_answer(name, pid, error)
+        self._scale_idle_to_zero(now)
+        if now >= self._next_router_check:
+            self._next_router_check = now + ROUTER_CHECK_EVERY
+            self._confirm_router()
+
+    def _confirm_router(self) -> None:
+        """A router part the daemon restarted comes back on its file's ports: keep those it holds alone,
+        move the others (``Router.confirm``) and take the moved ports back."""
+        with self._lock:
+            try:
+                moved = self.router.confirm()
+            except EthixError as exc:
+                _log_line(f"router ports not confirmed: {exc.message}")
+                return
+            if moved:
+                self._hold_router_ports()
+                self._changed()
 
     def _probe(self, name: str, pid: int, kind: Kind, probe: Probe, port: int) -> None:
         """One readiness or liveness probe of a started revision, and what its result changes."""
@@ -396,8 +658,12 @@ class LocalRuntime:
 
     def _on_exit(self, rev: _Revision, now: float) -> None:
         assert rev.process is not None
+        if not rev.spec_known:
+            rev.state, rev.message = RevisionState.STOPPED, "exited; it restarts when its traffic is restored"
+            self._changed()
+            return
         if rev.next_restart is None:
-            code = rev.process.popen.returncode
+            code = rev.process.returncode
             if rev.ever_ready and now - rev.ready_since > STABLE_AFTER:
                 rev.backoff = 1.0
             if not rev.ever_ready and rev.restarts + 1 >= MAX_EARLY_CRASHES:
@@ -443,12 +709,21 @@ class LocalRuntime:
                 or rev.state is not RevisionState.STARTING
             ):
                 return
-            rev.state, rev.message = RevisionState.READY, "ready"
+            rev.state = RevisionState.READY
+            rev.message = "ready" if rev.serving else "adopted; no traffic until a readiness probe passes"
             rev.ever_ready, rev.ready_since = True, time.monotonic()
+            rev.last_request = rev.ready_since
             if rev.tracker is not None:
-                rev.tracker.started(rev.ready_since)
+                rev.tracker.started(rev.ready_since, rev.serving)
             address = rev.address
             service = rev.spec.service
+            if rev.cold_start_began is not None:
+                rev.last_cold_start = round(rev.ready_since - rev.cold_start_began, 3)
+                rev.cold_starts += 1
+                rev.cold_start_began = None
+                _log_line(f"{name}: cold start took {rev.last_cold_start:.2f}s")
+                if service in self._traffic:
+                    self._program(service)  # its tag no longer needs the wake-up call
         if self.prometheus is not None:
             self.prometheus.set_target(service, name, address)
         self._changed()
@@ -457,3 +732,70 @@ class LocalRuntime:
 def _log(what: str) -> None:
     """A background thread's failure goes to the daemon log with its traceback, never silently away."""
     print(f"{what}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+
+
+def _log_line(what: str) -> None:
+    print(what, flush=True)
+
+
+class _Activator:
+    """Answers the router's ``GET /wake/REVISION`` once that revision serves (see the module docstring)."""
+
+    def __init__(self, runtime: LocalRuntime, port: int):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                revision = self.path.removeprefix("/wake/")
+                problem = runtime.wake(revision) if self.path.startswith("/wake/") else "not found"
+                body = (problem or "serving").encode()
+                self.send_response(200 if problem is None else 503)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            # Another process took it since the last run (ports are preferences): any free one will do,
+            # the router's wake-up calls are programmed with the port held.
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port: int = self._server.server_address[1]
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="activator", daemon=True)
+
+    def wake_url(self, revision: str) -> str:
+        return f"http://127.0.0.1:{self.port}/wake/{revision}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+class RuntimeFile:
+    """Writes ``runtime.json`` (what runs where) from the runtime's change notifications.
+
+    The runtime calls `changed` from its notifier thread, never under its own lock: `changed` takes
+    this writer's lock and then the runtime's (through `snapshot`), so calling it under the runtime
+    lock would order the two locks both ways (see the module docstring).
+    """
+
+    def __init__(self, state_dir: Path):
+        self._path = state_dir / state.RUNTIME_FILE
+        self._lock = threading.Lock()
+        self.runtime: LocalRuntime | None = None
+
+    def changed(self) -> None:
+        if self.runtime is None:
+            return
+        snapshot = self.runtime.snapshot()
+        with self._lock:
+            state.write_json(self._path, snapshot)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from services.backend.settings import BackendSettings
 from services.common.docstore import Counter, DocStore
 
 COUNTERS = "login_failures"
+log = logging.getLogger(__name__)
 
 
 LOGIN_PATH = "/api/v1/auth/login"
@@ -66,6 +68,12 @@ def client_key(address: str) -> str:
     return f"client:{address}"
 
 
+def loggable(key: str) -> str:
+    """A counter key as logs show it: the account hash shortened (enough to match a known email's)."""
+    kind, _, value = key.partition(":")
+    return f"{kind}:{value[:16]}" if kind == "account" else key
+
+
 @dataclass(frozen=True)
 class LoginThrottle:
     """One per process: it remembers the blocks the store decided (``refusals``) for as long as they run."""
@@ -74,12 +82,13 @@ class LoginThrottle:
     store: DocStore
     refused: Refusals = field(default_factory=Refusals)
 
-    def _limits(self, email: str, address: str) -> list[tuple[str, int]]:
+    def _limits(self, email: str | None, address: str) -> list[tuple[str, int]]:
+        """The keys an attempt counts against: the client's, and the account's when there is one."""
         s = self.settings
-        return [
-            (account_key(email), s.login_failures_per_account),
-            (client_key(address), s.login_failures_per_client),
-        ]
+        limits = [(client_key(address), s.login_failures_per_client)]
+        if email is not None:
+            limits.insert(0, (account_key(email), s.login_failures_per_account))
+        return limits
 
     def _blocked_for(self, counter: Counter | None, allowed: int, now: float) -> float:
         if counter is None or counter.value <= allowed:
@@ -90,8 +99,8 @@ class LoginThrottle:
         )
         return max(0.0, counter.updated_at + backoff - now)
 
-    async def check(self, email: str, address: str) -> None:
-        """Raise :class:`TooManyFailures` while the account or the client is in its backoff.
+    async def check(self, email: str | None, address: str) -> None:
+        """Raise :class:`TooManyFailures` while the account (None: none) or the client is in its backoff.
 
         A block this process already saw is refused from memory (no store read, no worker thread): a
         block only ends when its time runs out, since the success that clears a count cannot pass it."""
@@ -100,7 +109,7 @@ class LoginThrottle:
             raise blocked
         await run_in_threadpool(self._check_store, self._limits(email, address))
 
-    def known_block(self, email: str, address: str) -> TooManyFailures | None:
+    def known_block(self, email: str | None, address: str) -> TooManyFailures | None:
         """The block this process already saw for the account or the client, if one still runs."""
         known = max(self.refused.remaining(key) for key, _ in self._limits(email, address))
         return TooManyFailures(max(1, math.ceil(known))) if known > 0 else None
@@ -117,12 +126,29 @@ class LoginThrottle:
         if wait > 0:
             raise TooManyFailures(max(1, math.ceil(wait)))
 
-    def failed(self, email: str, address: str) -> None:
+    def failed(self, email: str | None, address: str) -> None:
+        """Count a failure against the account (None: none, as for a taken email at registration) and the
+        client; a count past its allowance starts a block, logged as a security event (ASVS 7.2)."""
         counters = self.store.counters(COUNTERS)
         window = self.settings.login_failure_window_seconds
-        for key, _ in self._limits(email, address):
+        now = time.time()
+        for key, allowed in self._limits(email, address):
             # extend: the count lives as long as failures keep coming, so backoff keeps doubling.
-            counters.incr(key, 1, window, extend=True)
+            counter = counters.incr(key, 1, window, extend=True)
+            blocked = self._blocked_for(counter, allowed, now)
+            if blocked > 0:
+                log.warning(
+                    "login blocked for %s after %d failures: %.0f s",
+                    loggable(key),
+                    counter.value,
+                    blocked,
+                    extra={
+                        "security_event": "login_blocked",
+                        "key": loggable(key),
+                        "failures": counter.value,
+                        "blocked_seconds": round(blocked, 1),
+                    },
+                )
 
     def succeeded(self, email: str) -> None:
         self.store.counters(COUNTERS).clear(account_key(email))

@@ -63,6 +63,24 @@ def test_free_port_never_hands_out_a_port_twice_or_a_claimed_one() -> None:
     assert claimed not in ports
 
 
+def test_a_process_is_adopted_only_while_pid_and_start_time_match(tmp_path: Path) -> None:
+    process = procs.start(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "l"
+    )
+    try:
+        assert process.started is not None and process.started == procs.start_time(process.pid)
+        adopted = procs.adopt("sleeper", process.pid, process.started)
+        assert adopted is not None and adopted.alive() and adopted.returncode is None
+        # The same pid with another start time is another process (a pid reused after a reboot).
+        assert procs.adopt("sleeper", process.pid, process.started + 1) is None
+        adopted.stop()
+        assert not process.alive()
+        assert procs.adopt("sleeper", process.pid, process.started) is None
+        adopted.stop()  # gone: nothing is signalled
+    finally:
+        process.stop()
+
+
 def _reuseport_listener() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

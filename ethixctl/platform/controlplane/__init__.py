@@ -24,8 +24,10 @@ Implemented (project `local`, region `local`; any other project/location names w
 
 State: `store_dir/cloudrun.json`, `store_dir/secretmanager.json` (0600, atomic replacement) and the
 Fernet key `store_dir/secretmanager.key` (0600). Operations live in memory only; finished ones
-are evicted after an hour, or beyond 500. On start, `serve`
-restarts the revisions the stored traffic needs (after `ethixctl down` / `up`) and re-programs the router.
+are evicted after an hour, or beyond 500. On start, `serve` finishes a change the previous control
+plane left in flight, starts the revisions the stored traffic needs (revisions still running are
+adopted by the runtime) and re-programs the router. `python -m ethixctl.platform.controlplane` runs it
+as the platform daemon's supervised process.
 """
 
 from ethixctl.platform.controlplane.server import ControlPlaneServer, serve

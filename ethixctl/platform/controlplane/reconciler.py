@@ -118,6 +118,8 @@ class Reconciler:
         try:
             if revision_name is not None:
                 ok, message = self._bring_up(service_name, revision_name)
+                if self._stop.is_set():
+                    return  # left reconciling: the next control plane resumes it
                 with store.lock:
                     revision = store.revisions.get(revision_name)
                     if revision is not None:
@@ -135,6 +137,13 @@ class Reconciler:
                         self._end(service_name, op_name, failed(text), "FAILED_PRECONDITION", text)
                         return
                     store.services[service_name].latest_ready_revision = short(revision_name)
+            problem = self._warm(service_name)
+            if self._stop.is_set():
+                return
+            with store.lock:
+                if problem is not None and not self._operations.done(op_name):
+                    self._end(service_name, op_name, failed(problem), "FAILED_PRECONDITION", problem)
+                    return
             self._route(service_name)
             with store.lock:
                 if not self._operations.done(op_name):
@@ -212,9 +221,32 @@ class Reconciler:
 
     # runtime work ------------------------------------------------------------------------------
     def _bring_up(self, service_name: str, revision_name: str) -> tuple[bool, str]:
-        """Start a revision and wait for its startup probe; (ok, message)."""
+        """Start a revision (also one scaled to zero) and wait for its startup probe; (ok, message)."""
+        spec = self._spec(service_name, revision_name)
+        if isinstance(spec, str):
+            return False, spec
+        try:
+            self._runtime.start_revision(spec)
+        except Exception as exc:  # the revision must end FAILED with the reason, not stay reconciling
+            return False, f"the runtime could not start it: {exc}"
+        return self._wait_ready(spec.revision)
+
+    def spec_for(self, service_id: str, revision_id: str) -> RevisionSpec | None:
+        """What the runtime needs to start a revision: image and environment, secrets resolved."""
         with self._store.lock:
-            revision = clone(self._store.revisions[revision_name])
+            known = [name for name in self._store.services if short(name) == service_id]
+        if not known:
+            return None
+        spec = self._spec(known[0], parse_service(known[0]).revision(revision_id).path)
+        return None if isinstance(spec, str) else spec
+
+    def _spec(self, service_name: str, revision_name: str) -> RevisionSpec | str:
+        """The revision's spec, or why it cannot be built (a secret that cannot be read)."""
+        with self._store.lock:
+            stored = self._store.revisions.get(revision_name)
+            if stored is None:
+                return f"revision {short(revision_name)} does not exist"
+            revision = clone(stored)
         project = parse_service(service_name).project
         container = revision.containers[0]
         env: dict[str, str] = {}
@@ -224,7 +256,7 @@ class Reconciler:
                 try:
                     env[var.name] = self._secrets.resolve_value(project, ref.secret, ref.version)
                 except ApiError as exc:
-                    return False, f"env {var.name}: {exc.message}"
+                    return f"env {var.name}: {exc.message}"
             else:
                 env[var.name] = var.value
         revision_id = parse_revision(revision_name).revision
@@ -234,14 +266,22 @@ class Reconciler:
             # Cloud Run gives each instance this many vCPUs; nothing enforces it here, so the revision is
             # told (its CPU gate measures against it).
             env["ETHIX_CPU_LIMIT"] = str(manifests.cpu_cores(container.resources.limits["cpu"]))
-        spec = RevisionSpec(
+        return RevisionSpec(
             service_id, revision_id, service_id, container.image, env, Probes.from_container(container)
         )
-        try:
-            self._runtime.start_revision(spec)
-        except Exception as exc:  # the revision must end FAILED with the reason, not stay reconciling
-            return False, f"the runtime could not start it: {exc}"
-        return self._wait_ready(revision_id)
+
+    def _warm(self, service_name: str) -> str | None:
+        """Start every revision the split gives traffic to that is not serving (e.g. scaled to zero, a
+        rollback's target) and wait for its startup probe: traffic moves only to serving revisions."""
+        with self._store.lock:
+            wanted = effective(self._store.services[service_name])
+        for revision_id in sorted(wanted.split):
+            if self._runtime.revision_status(revision_id).state is RevisionState.READY:
+                continue
+            ok, message = self._bring_up(service_name, parse_service(service_name).revision(revision_id).path)
+            if not ok:
+                return f"Revision '{revision_id}' is not ready and cannot serve traffic. {message}"
+        return None
 
     def _wait_ready(self, revision_id: str) -> tuple[bool, str]:
         deadline = time.monotonic() + self._startup_timeout
@@ -280,16 +320,40 @@ class Reconciler:
 
     # after a restart ---------------------------------------------------------------------------
     def _restore_one(self, service_name: str) -> None:
+        """Finish the change in flight when the last control plane stopped, then restart and route."""
         store = self._store
         try:
             with store.lock:
                 service = store.services[service_name]
-                wanted = effective(service)
                 service.reconciling = True
-            needed = set(wanted.split) | set(wanted.tags.values())
+                resumed = [
+                    n for n, r in store.revisions.items() if r.service == service_name and r.reconciling
+                ]
+            for revision_name in resumed:
+                ok, message = self._bring_up(service_name, revision_name)
+                if self._stop.is_set():
+                    return
+                with store.lock:
+                    revision = store.revisions[revision_name]
+                    revision.reconciling = False
+                    revision.update_time = now()
+                    revision.conditions = [ready() if ok else failed(message)]
+                    if ok and store.services[service_name].latest_created_revision == short(revision_name):
+                        store.services[service_name].latest_ready_revision = short(revision_name)
+            with store.lock:
+                wanted = effective(store.services[service_name])
+            # Tagged revisions at 0% stay at zero until a request wakes them, unless the runtime
+            # cannot do that (it does not know them, or they were stopped).
+            needed = set(wanted.split) | {
+                revision_id
+                for revision_id in wanted.tags.values()
+                if self._runtime.revision_status(revision_id).state is RevisionState.STOPPED
+            }
             for revision_id in sorted(needed):
                 revision_name = parse_service(service_name).revision(revision_id).path
                 ok, message = self._bring_up(service_name, revision_name)
+                if self._stop.is_set():
+                    return
                 if not ok:
                     with store.lock:
                         settle(

@@ -7,8 +7,10 @@ types (`ignore_unknown_fields`), answers are their `to_json`, errors are google.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -294,8 +296,37 @@ def _handler_class(plane: ControlPlane) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    """Keeps its open connections, so that stopping it closes the keep-alive ones too: a client must
+    not go on talking to a stopped control plane through a connection it opened before."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
+        super().__init__(address, handler)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
 class ControlPlaneServer:
-    def __init__(self, plane: ControlPlane, httpd: ThreadingHTTPServer):
+    def __init__(self, plane: ControlPlane, httpd: _Server):
         self.plane = plane
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, name="controlplane", daemon=True)
@@ -311,6 +342,7 @@ class ControlPlaneServer:
         self.plane.atlas.shutdown()
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_connections()
         self._thread.join(5)
 
 
@@ -329,8 +361,7 @@ def serve(
     """
     store_dir.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(store_dir, runtime, startup_timeout)
-    httpd = ThreadingHTTPServer((host, port), _handler_class(plane))
-    httpd.daemon_threads = True
+    httpd = _Server((host, port), _handler_class(plane))
     server = ControlPlaneServer(plane, httpd)
     plane.cloudrun.restore()
     if snapshot_every is not None:

@@ -13,7 +13,6 @@ from google.cloud import run_v2
 
 from ethixctl.adapters.cloudrun_names import parse_service, short
 from ethixctl.platform.controlplane import apierror
-from ethixctl.platform.controlplane.resources import failed
 from ethixctl.platform.controlplane.store import message_from_dict, message_to_dict, read_json, write_json
 
 # The `busy` owner of a service whose revisions are being restarted after a control-plane restart.
@@ -33,14 +32,9 @@ class ServiceStore:
         }
         self.counters: dict[str, int] = dict(data.get("counters", {}))
         # service name -> the operation (or RESTORE) applying a change to it; one at a time.
+        # A change that was in flight when the previous control plane stopped stays `reconciling`:
+        # the reconciler's restore finishes it (the revision may well be starting, or running).
         self.busy: dict[str, str] = {}
-        # A change that was in flight when the previous control plane stopped never finished.
-        for revision in self.revisions.values():
-            if revision.reconciling:
-                revision.reconciling = False
-                revision.conditions = [failed("the control plane stopped before this revision became ready")]
-        for service in self.services.values():
-            service.reconciling = False
 
     def save(self) -> None:
         write_json(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -9,29 +12,51 @@ from services.backend import sessions
 from services.backend.deps import UNAUTHORIZED, ClientAddress, CurrentCaller, Keys, Settings, Store, Throttle
 from services.backend.keys import KeyRing
 from services.backend.runner import now_iso
-from services.backend.schemas import Credentials, LogoutIn, Problem, RefreshIn, TokenOut, UserOut
+from services.backend.schemas import (
+    Credentials,
+    LogoutIn,
+    Problem,
+    RefreshIn,
+    Registration,
+    TokenOut,
+    UserOut,
+)
 from services.backend.security import hash_password, issue_token, verify_password
 from services.backend.settings import BackendSettings
-from services.backend.throttle import normalized_email
+from services.backend.throttle import account_key, loggable, normalized_email
 from services.common.docstore import DuplicateKeyError, new_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-BUSY = {"model": Problem, "description": "Every password-hashing slot is busy; see Retry-After"}
+log = logging.getLogger(__name__)
+REGISTER_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "Email already registered"},
+    429: {
+        "model": Problem,
+        "description": "Hashing busy, or this client is blocked after failed logins; see Retry-After",
+    },
+}
 
 
 @router.post(
-    "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserOut,
-    responses={409: {"model": Problem, "description": "Email already registered"}, 429: BUSY},
+    "/register", status_code=status.HTTP_201_CREATED, response_model=UserOut, responses=REGISTER_REFUSED
 )
-async def register(body: Credentials, store: Store, settings: Settings) -> UserOut:
+async def register(
+    body: Registration, store: Store, settings: Settings, throttle: Throttle, client: ClientAddress
+) -> UserOut:
     email = normalized_email(body.email)
+    # A 409 tells whether an email has an account: it costs the client a failure like a wrong password,
+    # so probing emails here is throttled like guessing them at login. The hash comes first either way.
+    await throttle.check(None, client)
     password_hash = await hash_password(settings, body.password)
     user = {"_id": new_id(), "email": email, "password_hash": password_hash, "created_at": now_iso()}
     try:
         await run_in_threadpool(store["users"].insert_one, user)
     except DuplicateKeyError:
+        await run_in_threadpool(throttle.failed, None, client)
+        log.warning(
+            "registration for a taken email",
+            extra={"security_event": "register_conflict", "client": client},
+        )
         raise HTTPException(status.HTTP_409_CONFLICT, "email already registered") from None
     return UserOut(id=user["_id"], email=email)
 
@@ -71,10 +96,24 @@ async def login(
         or user is None
     ):
         await run_in_threadpool(throttle.failed, email, client)
+        # ASVS 7.2.1: every authentication decision is logged; the account only as its counter's hash.
+        account = loggable(account_key(email))
+        log.warning(
+            "login failed for %s from %s",
+            account,
+            client,
+            extra={"security_event": "login_failed", "account": account, "client": client},
+        )
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "wrong email or password", headers={"WWW-Authenticate": "Bearer"}
         )
     await run_in_threadpool(throttle.succeeded, email)
+    log.info(
+        "login succeeded for user %s from %s",
+        user["_id"],
+        client,
+        extra={"security_event": "login_succeeded", "user_id": user["_id"], "client": client},
+    )
     session_id, refresh_token = await run_in_threadpool(
         sessions.create, store, keys.session_keys, user["_id"], settings.refresh_token_ttl_seconds
     )
@@ -82,13 +121,22 @@ async def login(
 
 
 @router.post("/refresh", response_model=TokenOut, responses={401: {"model": Problem}})
-async def refresh(body: RefreshIn, store: Store, settings: Settings, keys: Keys) -> TokenOut:
+async def refresh(
+    body: RefreshIn, store: Store, settings: Settings, keys: Keys, client: ClientAddress
+) -> TokenOut:
     """A new access token and a new refresh token; the one sent stops working."""
     try:
         session, refresh_token = await run_in_threadpool(
             sessions.refresh, store, keys.session_keys, body.refresh_token
         )
     except sessions.InvalidSession as exc:
+        # An authentication decision too (a reused token revokes its session): logged, never the token.
+        log.warning(
+            "refresh refused from %s: %s",
+            client,
+            exc,
+            extra={"security_event": "refresh_refused", "client": client},
+        )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
     return _tokens(keys, settings, session["user_id"], session["_id"], refresh_token)
 

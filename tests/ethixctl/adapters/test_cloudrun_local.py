@@ -3,18 +3,21 @@ real control plane, test runtime with one real process per revision)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from google.cloud import run_v2
 
 from ethixctl import procs
-from ethixctl.adapters.cloudrun import CloudRun
+from ethixctl.adapters.cloudrun import CloudRun, RevisionInfo, ServiceInfo
 from ethixctl.errors import EthixError, PlatformUnavailable, UsageError
 from ethixctl.exitcodes import ExitCode
-from ethixctl.platform.controlplane import ControlPlaneServer
+from ethixctl.platform.controlplane import ControlPlaneServer, serve
 from tests.ethixctl.platform.controlplane.testruntime import TestRuntime, local_control_plane
 
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -137,8 +140,54 @@ def test_local_control_plane_errors_are_operator_errors_stand_in_runtime(
 
 
 def test_local_control_plane_unreachable_is_platform_unavailable_stand_in_runtime() -> None:
-    run = CloudRun("local", "local", endpoint=f"http://127.0.0.1:{procs.free_port()}")
+    run = CloudRun("local", "local", endpoint=f"http://127.0.0.1:{procs.free_port()}", restart_wait=1.0)
+    started = time.monotonic()
     with pytest.raises(PlatformUnavailable) as raised:
         run.list_services()
+    assert time.monotonic() - started >= 1.0  # it waited for a restart that did not come
     assert raised.value.hint is not None and "ethixctl up" in raised.value.hint
     assert raised.value.exit_code == ExitCode.PLATFORM_UNAVAILABLE
+
+
+def test_local_control_plane_restart_does_not_fail_a_deploy_or_a_traffic_change_stand_in_runtime(
+    tmp_path: Path,
+) -> None:
+    """The daemon restarts a control plane that died; a client in the middle of a change waits for it
+    (refused connections are tried again) and finds its change finished by the new control plane,
+    though the operation it polled died with the old one."""
+    port = procs.free_port()
+    runtime = TestRuntime(tmp_path / "logs")
+    server = serve(tmp_path / "state", runtime, "127.0.0.1", port, startup_timeout=20)
+    run = CloudRun("local", "local", endpoint=server.url)
+    try:
+        stable = run.create_service("backend", "envserver", {}, timeout=30).latest_ready_revision
+        assert stable is not None
+        deployed: list[RevisionInfo] = []
+        deploy = _in_thread(
+            lambda: deployed.append(run.deploy_revision("backend", "slow", {}, "canary", timeout=60))
+        )
+        time.sleep(0.5)  # the revision is still starting (the "slow" image takes 1.5 s)
+        server.shutdown()
+        time.sleep(1.0)  # down: the client's polls are refused meanwhile
+        server = serve(tmp_path / "state", runtime, "127.0.0.1", port, startup_timeout=20)
+        deploy.join(60)
+        assert deployed and deployed[0].ready and deployed[0].name.startswith("backend-00002-")
+        assert run.serving_split("backend") == {stable: 100}
+        assert httpx.get(run.tag_url("backend", "canary"), timeout=5).json()["K_REVISION"] == deployed[0].name
+
+        server.shutdown()
+        moved: list[ServiceInfo] = []
+        change = _in_thread(lambda: moved.append(run.set_traffic("backend", {deployed[0].name: 100})))
+        time.sleep(1.0)
+        server = serve(tmp_path / "state", runtime, "127.0.0.1", port, startup_timeout=20)
+        change.join(30)
+        assert moved and run.serving_split("backend") == {deployed[0].name: 100}
+    finally:
+        server.shutdown()
+        runtime.stop_all()
+
+
+def _in_thread(target: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread

@@ -135,7 +135,7 @@ def test_an_oversized_upload_through_the_router_always_gets_the_json_413(platfor
     assert huge.status_code == 413 and "platform's limit of 33554432 bytes" in huge.json()["detail"]
 
 
-def test_second_up_is_idempotent_and_repairs_a_dead_router(
+def test_second_up_is_idempotent_and_a_killed_router_is_restarted_by_the_daemon(
     platform: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = state.read_json(platform / state.PLATFORM_FILE)
@@ -146,39 +146,68 @@ def test_second_up_is_idempotent_and_repairs_a_dead_router(
     assert again["status"] == "already running" and again["repaired"] == []
     assert again["services"] == before["services"]
 
-    os.kill(before["pids"]["router"], signal.SIGKILL)
-    time.sleep(0.3)
-    data = json.loads(run(capsys, "status", "--state-dir", str(platform), "--json")[1])
-    assert data["platform"]["router"] == "down"
-    code, out, _ = run(capsys, "up", "--state-dir", str(platform), "--json")
-    assert code == 0 and json.loads(out)["repaired"] == ["router"]
+    os.kill(before["pids"]["router-edge"], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        parts = json.loads(run(capsys, "status", "--state-dir", str(platform), "--json")[1])["parts"]
+        if parts["router-edge"]["restarts"] == 1 and parts["router-edge"]["state"] == "up":
+            break
+        time.sleep(0.2)
+    assert parts["router-edge"]["last_exit"] == "killed by SIGKILL"
+    assert parts["router-edge"]["pid"] != before["pids"]["router-edge"]
+    assert parts["router-split"]["restarts"] == 0  # the other half was left alone
     for url in before["services"].values():
         assert httpx.get(url + "/health/liveness", timeout=5).status_code == 200
 
 
-def test_stale_state_dir_after_a_crash_is_recovered_and_down_frees_everything(
+def test_a_crashed_daemon_leaves_the_data_plane_serving_and_up_adopts_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_dir = tmp_path / "state"
     try:
         assert run(capsys, "up", "--state-dir", str(state_dir), "--free-ports", "--json")[0] == 0
         info = state.read_json(state_dir / state.PLATFORM_FILE)
-        assert info is not None
-        # The daemon dies without cleaning up: its children keep running, the pid file stays.
+        runtime = state.read_json(state_dir / state.RUNTIME_FILE)
+        assert info is not None and runtime is not None
+        backend = info["services"]["backend"]
+        # The daemon dies without cleaning up.
         os.killpg(info["pids"]["daemon"], signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while procs.pid_alive(info["pids"]["daemon"]) and time.monotonic() < deadline:
+        while procs.pid_alive(info["pids"]["control-plane"]) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert not procs.pid_alive(info["pids"]["control-plane"])  # no traffic change without a daemon
         assert state.daemon_pid(state_dir) is None
-        code, out, _ = run(capsys, "status", "--state-dir", str(state_dir))
+        assert httpx.get(backend + "/health/liveness", timeout=5).status_code == 200  # still serving
+        # Status says what is true: the data plane serves, the control plane is down, `up` adopts it.
+        code, out, err = run(capsys, "status", "--state-dir", str(state_dir), "--json")
         assert code == 5
+        seen = json.loads(out)
+        assert seen["daemon"] == "down"
+        assert seen["platform"] == {"router": "up", "prometheus": "up", "control_plane": "down"}
+        backend_revisions = [n for n, r in runtime["revisions"].items() if r["service"] == "backend"]
+        assert seen["services"]["backend"] == {
+            "url": backend,
+            "serving": True,
+            "revisions": backend_revisions,
+        }
+        assert "the control plane is down" in err and "ethixctl up" in err
+        code, out, err = run(capsys, "status", "--state-dir", str(state_dir))
+        assert code == 5 and "serving" in out and backend in out
+        assert "the local platform is not running" not in err
         code, out, _ = run(capsys, "up", "--state-dir", str(state_dir), "--json")
         assert code == 0
         result = json.loads(out)
-        assert result["status"] == "started" and result["cleaned_stale_pids"]
+        assert result["status"] == "started"
+        assert result["adopted"] == ["router-split", "router-edge", "prometheus"]
         assert result["services"] == info["services"]  # same ports as before: stable URLs
-        for pid in result["cleaned_stale_pids"]:
-            assert not procs.pid_alive(pid)
+        after = state.read_json(state_dir / state.PLATFORM_FILE) or {}
+        for part in result["adopted"]:
+            assert after["pids"][part] == info["pids"][part]
+        revisions = (state.read_json(state_dir / state.RUNTIME_FILE) or {})["revisions"]
+        assert {n: r["pid"] for n, r in revisions.items()} == {
+            n: r["pid"] for n, r in runtime["revisions"].items()
+        }
+        assert httpx.get(backend + "/health/liveness", timeout=5).status_code == 200
     finally:
         final = state.read_json(state_dir / state.PLATFORM_FILE) or {}
         ports = state.recorded_ports(state_dir)

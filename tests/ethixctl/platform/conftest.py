@@ -19,7 +19,7 @@ from ethixctl import procs
 from ethixctl.platform import images
 from ethixctl.platform.prometheus import PrometheusServer
 from ethixctl.platform.router import Router
-from ethixctl.platform.supervisor import LocalRuntime
+from ethixctl.platform.supervisor import IDLE_TIMEOUT, LocalRuntime
 
 ECHO_MAIN = """
 from services.common.server import run
@@ -90,17 +90,17 @@ class Parts:
         return images.build("echo", self.state_dir / "images", source).ref
 
 
-def _parts(tmp_path: Path, with_prometheus: bool) -> Iterator[Parts]:
+def _parts(tmp_path: Path, with_prometheus: bool, idle_timeout: float = IDLE_TIMEOUT) -> Iterator[Parts]:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    router = Router(state_dir, procs.free_port())
+    router = Router(state_dir, procs.free_port(), procs.free_port())
     prometheus = PrometheusServer(state_dir, procs.free_port()) if with_prometheus else None
     runtime: LocalRuntime | None = None
     try:
         router.start()
         if prometheus is not None:
             prometheus.start()
-        runtime = LocalRuntime(state_dir, router, prometheus)
+        runtime = LocalRuntime(state_dir, router, prometheus, idle_timeout=idle_timeout)
         yield Parts(state_dir, router, prometheus, runtime)
     finally:
         if runtime is not None:
@@ -118,6 +118,12 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
 @pytest.fixture
 def parts_with_prometheus(tmp_path: Path) -> Iterator[Parts]:
     yield from _parts(tmp_path, with_prometheus=True)
+
+
+@pytest.fixture
+def parts_idle(tmp_path: Path) -> Iterator[Parts]:
+    """The runtime with a 2 s idle timeout: tagged revisions at 0% scale to zero quickly."""
+    yield from _parts(tmp_path, with_prometheus=False, idle_timeout=2.0)
 
 
 LOAD_WORKERS = 4

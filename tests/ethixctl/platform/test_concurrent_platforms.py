@@ -68,7 +68,9 @@ def test_two_platforms_started_at_once_hold_disjoint_ports_and_serve_their_own_r
     a, b = two_platforms
     assert set(a["ports"].values()).isdisjoint(b["ports"].values()), (a["ports"], b["ports"])
     for info in (a, b):
-        holding = procs.port_holding(info["pids"]["router"], [info["ports"][name] for name in CADDY_PORTS])
+        holding = procs.port_holding(
+            info["pids"]["router-edge"], [info["ports"][name] for name in CADDY_PORTS]
+        )
         assert holding is None or holding.exclusive, (info["ports"], holding)
         assert info["services"]["backend"] == f"http://127.0.0.1:{info['ports']['backend']}"
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from google.cloud import run_v2
 
-from ethixctl.platform import images, manifests
+from ethixctl.platform import images, manifests, state
 from ethixctl.platform.probes import Kind, Probe, Probes, Tracker
-from ethixctl.platform.runtime import RevisionSpec
+from ethixctl.platform.runtime import RevisionSpec, RevisionState
+from ethixctl.platform.supervisor import LocalRuntime
 from tests.ethixctl.platform.conftest import Parts, make_source
 from tests.ethixctl.platform.test_runtime import wait_ready
 
@@ -174,3 +175,57 @@ def test_a_startup_probe_over_its_budget_fails_the_revision(parts: Parts) -> Non
     _eventually(lambda: status("echo-1").state.value == "FAILED", timeout=60)
     # With the probe's last answer, which names the failing checks when the body has any.
     assert status("echo-1").message == "startup probe did not pass within 2s (last answer: HTTP 503)"
+
+
+@pytest.mark.e2e
+def test_an_adopted_revision_keeps_its_probes_and_stays_out_while_its_readiness_fails(parts: Parts) -> None:
+    """The control plane restarted (a new runtime on the same state dir) while echo-1's readiness failed:
+    the adopted process is probed with its template's probes and gets no traffic until one passes."""
+    flags, _ = _start_flagged(parts)
+    url = parts.runtime.service_url("echo")
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    (flags / "unready").touch()
+    _eventually(lambda: parts.runtime.snapshot()["revisions"]["echo-1"]["serving"] is False)
+    pid = parts.runtime.pid_of("echo-1")
+    state.write_json(parts.state_dir / state.RUNTIME_FILE, parts.runtime.snapshot())
+    parts.runtime.shutdown(stop_revisions=False)  # the control plane going away leaves it serving
+    adopting = LocalRuntime(parts.state_dir, parts.router, None)
+
+    def revision() -> dict[str, Any]:
+        return dict(adopting.snapshot()["revisions"]["echo-1"])
+
+    try:
+        assert revision()["probes"] == FAST.to_dict() and revision()["pid"] == pid
+        _eventually(lambda: adopting.revision_status("echo-1").state is RevisionState.READY)
+        adopting.apply_traffic("echo", {"echo-1": 100}, {})  # what the control plane's restore does
+        assert revision()["serving"] is False
+        assert httpx.get(url, timeout=5).status_code == 503
+        # Only its own readiness probe (FAST: every 0.2 s) can bring it back: the default has none.
+        (flags / "unready").unlink()
+        _eventually(lambda: revision()["serving"] is True)
+        assert httpx.get(url, timeout=5).json() == {"revision": "echo-1"}
+        assert adopting.pid_of("echo-1") == pid  # the same process throughout
+    finally:
+        adopting.shutdown()
+
+
+@pytest.mark.e2e
+def test_a_revision_scaled_to_zero_is_not_probed_and_is_probed_again_after_its_cold_start(
+    parts: Parts,
+) -> None:
+    flags, revision = _start_flagged(parts)
+    parts.runtime.start_revision(RevisionSpec("echo", "echo-2", "echo", parts.build_echo("v2"), {}))
+    wait_ready(parts, "echo-2")
+    parts.runtime.apply_traffic("echo", {"echo-2": 100}, {})
+    assert revision()["state"] == "SCALED_TO_ZERO" and revision()["pid"] is None
+    (flags / "unready").touch()
+    liveness = FAST.liveness
+    assert liveness is not None
+    # Long enough for the liveness probe to cross its threshold twice, had it kept probing a port with
+    # no process behind it.
+    time.sleep(2 * liveness.period * liveness.failure_threshold + 0.5)
+    assert revision()["message"] == "scaled to zero: no traffic and no tag"
+    tag = parts.runtime.apply_traffic("echo", {"echo-2": 100}, {"canary": "echo-1"})["canary"]
+    assert httpx.get(tag, timeout=60).json() == {"revision": "echo-1"}  # held until its startup probe passed
+    _eventually(lambda: revision()["serving"] is False)  # from then on probed again, with its own probes
+    assert revision()["message"] == "not serving: readiness probe failed 2 times in a row (HTTP 503)"

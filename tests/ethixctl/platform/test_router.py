@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from ethixctl import procs
-from ethixctl.platform.router import Listener, Router, find_caddy
+from ethixctl.platform.router import CaddyPart, Listener, Router, find_caddy
 from tests.ethixctl.platform.conftest import changes_under_load
 from tests.httpserver import serve
 
@@ -93,7 +95,7 @@ def test_revisions_see_x_forwarded_for_as_behind_cloud_runs_front_end(router: Ro
 def router(tmp_path: Path) -> Iterator[Router]:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    router = Router(state_dir, procs.free_port())
+    router = Router(state_dir, procs.free_port(), procs.free_port())
     try:
         router.start()
         yield router
@@ -147,7 +149,9 @@ def test_post_bodies_survive_traffic_flips_with_zero_failures(router: Router, up
     assert results["ok"] >= 20 * 10, results
 
 
-def test_removed_listener_closes_and_a_dead_half_restarts_both(router: Router, upstreams: list[str]) -> None:
+def test_removed_listener_closes_and_a_dead_half_restarts_alone_with_its_config(
+    router: Router, upstreams: list[str]
+) -> None:
     keep, drop = procs.free_port(), procs.free_port()
     router.set_many({"svc": Listener(keep, {upstreams[0]: 1}), "tag": Listener(drop, {upstreams[1]: 1})}, [])
     assert httpx.get(f"http://127.0.0.1:{drop}/", timeout=5).text.startswith("rev-2")
@@ -155,45 +159,63 @@ def test_removed_listener_closes_and_a_dead_half_restarts_both(router: Router, u
     assert not procs.port_in_use(drop)
     assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-1")
 
-    old_split = router.split_pid
-    assert old_split is not None
-    os.kill(old_split, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while router.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not router.alive()
-    old_edge = router.process.pid if router.process else None
-    router.start()  # what the daemon's repair does
-    assert router.alive() and router.process is not None and router.process.pid != old_edge
-    assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-1")
+    for part in router.parts:
+        assert part.process is not None
+        old, other = part.process.pid, next(p for p in router.parts if p is not part)
+        other_pid = other.process.pid if other.process else None
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while part.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not router.alive()
+        router.start()  # what the daemon's supervision does
+        assert router.alive() and part.process.pid != old
+        assert other.process is not None and other.process.pid == other_pid  # the other half kept serving
+        # Restarted on its last configuration: the listener and its split are back without reprogramming.
+        assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-1")
+        assert not procs.port_in_use(drop)
 
-    edge, split_pid = router.process.pid, router.split_pid
-    assert split_pid is not None
+    # A change while one half is down is written for it and loaded once it answers again.
+    router.split.stop()
+    changed = threading.Thread(target=router.set_listener, args=("svc", keep, {upstreams[1]: 1}))
+    changed.start()
+    time.sleep(0.5)
+    router.start()
+    changed.join(20)
+    assert httpx.get(f"http://127.0.0.1:{keep}/", timeout=5).text.startswith("rev-2")
+
+    pids = [part.process.pid for part in router.parts if part.process is not None]
     router.stop()
-    assert not procs.pid_alive(edge) and not procs.pid_alive(split_pid)
+    assert len(pids) == 2 and not any(procs.pid_alive(pid) for pid in pids)
 
 
-@pytest.fixture
-def squatter(tmp_path: Path) -> Iterator[int]:
-    """Another Caddy (another platform's, say) listening on a port, with SO_REUSEPORT as every Caddy."""
-    port, admin = procs.free_port(), procs.free_port()
+@contextlib.contextmanager
+def caddy_squatting(port: int, home: Path) -> Iterator[int]:
+    """Another Caddy (another platform's, say) listening on ``port``, with SO_REUSEPORT as every Caddy."""
+    admin = procs.free_port()
     server = {
         "listen": [f"127.0.0.1:{port}"],
         "routes": [{"handle": [{"handler": "static_response", "body": "squatter"}]}],
     }
-    config = tmp_path / "squatter.json"
+    config = home / f"squatter-{port}.json"
     config.write_text(
         json.dumps({"admin": {"listen": f"127.0.0.1:{admin}"}, "apps": {"http": {"servers": {"s": server}}}})
     )
     process = procs.start(
-        "squatter", [str(find_caddy()), "run", "--config", str(config)], env={"HOME": str(tmp_path)},
-        log_path=tmp_path / "squatter.log",
+        "squatter", [str(find_caddy()), "run", "--config", str(config)], env={"HOME": str(home)},
+        log_path=home / f"squatter-{port}.log",
     )  # fmt: skip
     try:
         procs.wait_http(f"http://127.0.0.1:{port}/", timeout=20, process=process)
         yield port
     finally:
         process.stop()
+
+
+@pytest.fixture
+def squatter(tmp_path: Path) -> Iterator[int]:
+    with caddy_squatting(procs.free_port(), tmp_path) as port:
+        yield port
 
 
 def _answers(port: int, n: int = 40) -> set[str]:
@@ -238,3 +260,60 @@ def test_an_admin_port_another_caddy_holds_is_moved_not_shared(
         assert _answers(squatter) == {"squatter"}
     finally:
         router.stop()
+
+
+def _kill(part: CaddyPart) -> None:
+    assert part.process is not None
+    os.kill(part.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while part.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not part.alive()
+
+
+def test_a_restarted_part_whose_admin_port_was_taken_comes_back_on_one_it_holds_alone(
+    router: Router, upstreams: list[str], tmp_path: Path
+) -> None:
+    """The daemon restarts a dead part on its file; another Caddy bound its admin port meanwhile. Sharing
+    it would let this platform's /load program the other Caddy: the part moves to a fresh admin port."""
+    port = procs.free_port()
+    router.set_listener("svc", port, {upstreams[0]: 100})
+    old_admin = router.admin_port
+    _kill(router.edge)
+    with caddy_squatting(old_admin, tmp_path) as squatted:
+        router.start()  # what the daemon's supervision does
+        assert router.admin_port != squatted
+        holding = procs.port_holding(router.pid, [router.admin_port])
+        assert holding is not None and holding.exclusive
+        # The holder record is how the control plane (another process) finds the part and its port.
+        record = json.loads(router.edge.holder_path.read_text())
+        assert record["pid"] == router.pid and record["admin_port"] == router.admin_port
+        # Back with its listener (from its file), and programmable on its new admin port.
+        assert _answers(port) == {"rev-1"}
+        router.set_listener("svc", port, {upstreams[1]: 100})
+        assert _answers(port) == {"rev-2"}
+        assert _answers(squatted) == {"squatter"}
+
+
+def test_a_listener_port_taken_while_its_part_was_down_is_moved_once_it_restarts(
+    router: Router, upstreams: list[str]
+) -> None:
+    """A plain socket (no SO_REUSEPORT) took a public port while the edge was down: Caddy cannot start
+    on a config holding it. The edge comes back with its other listeners; `confirm` moves that one."""
+    taken, kept = procs.free_port(), procs.free_port()
+    router.set_many(
+        {"svc": Listener(taken, {upstreams[0]: 1}), "other": Listener(kept, {upstreams[1]: 1})}, []
+    )
+    _kill(router.edge)
+    with socket.socket() as squatting:
+        squatting.bind(("127.0.0.1", taken))
+        squatting.listen()
+        router.start()
+        assert _answers(kept) == {"rev-2"}  # back at once, without the control plane
+        assert router.confirm()  # what the runtime's monitor runs every second
+        moved = router.listeners()["svc"].port
+        assert moved != taken and router.listeners()["other"].port == kept
+        holding = procs.port_holding(router.pid, [moved, kept])
+        assert holding is not None and holding.exclusive
+        assert _answers(moved) == {"rev-1"}
+        assert not router.confirm()  # nothing left to move

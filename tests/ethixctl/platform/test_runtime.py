@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from ethixctl import procs
 from ethixctl.errors import UsageError
 from ethixctl.platform.runtime import RevisionSpec, RevisionState
+from ethixctl.platform.supervisor import LocalRuntime
 from tests.ethixctl.platform.conftest import Parts, changes_under_load
 
 pytestmark = pytest.mark.e2e
@@ -82,16 +84,21 @@ def test_invalid_traffic_is_refused(parts: Parts) -> None:
         parts.runtime.apply_traffic("echo", {"nope-1": 100}, {})
 
 
+# Both revisions tagged: a revision left with 0% and no tag is scaled to zero, and the flips measure
+# the router, not cold starts.
+WARM = {"one": "echo-1", "two": "echo-2"}
+
+
 def flip_under_load(parts: Parts, flips: int = 20, interval: float = 0.1, start: bool = True) -> Counter[str]:
     """Clients hammer the service URL while traffic moves between the two revisions; the outcomes."""
     if start:
         two_revisions(parts)
     url = parts.runtime.service_url("echo")
-    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, WARM)
 
     def flip(step: int) -> None:
         parts.runtime.apply_traffic(
-            "echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, {}
+            "echo", {"echo-1": 100 - (step % 2) * 100, "echo-2": (step % 2) * 100}, WARM
         )
 
     def request(client: httpx.Client, _worker: int) -> str:
@@ -148,10 +155,10 @@ def test_image_that_does_not_exist_fails_the_revision(parts: Parts) -> None:
 
 def test_stop_revision_frees_its_port_and_refuses_while_serving(parts: Parts) -> None:
     two_revisions(parts)
-    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    port = int(parts.runtime.revision_status("echo-2").url.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {"canary": "echo-2"})
     with pytest.raises(UsageError, match="still serves"):
         parts.runtime.stop_revision("echo-1")
-    port = int(parts.runtime.revision_status("echo-2").url.rsplit(":", 1)[1])  # type: ignore[union-attr]
     parts.runtime.stop_revision("echo-2")
     assert parts.runtime.revision_status("echo-2").state is RevisionState.STOPPED
     assert not procs.port_in_use(port)
@@ -207,3 +214,70 @@ def test_a_revision_whose_secrets_cannot_load_says_which_secret_while_it_starts(
         time.sleep(0.2)
     assert status.state is RevisionState.STARTING
     assert "HTTP 503" in status.message and "Secret Manager unreachable" in status.message
+
+
+def test_untagged_zero_percent_revision_is_scaled_to_zero_and_starts_again_on_request(parts: Parts) -> None:
+    two_revisions(parts)
+    pid = parts.runtime.pid_of("echo-2")
+    assert pid is not None
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    assert parts.runtime.revision_status("echo-2").state is RevisionState.SCALED_TO_ZERO
+    deadline = time.monotonic() + 15
+    while procs.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not procs.pid_alive(pid)
+    # A tag on it: the first request is held while it starts, then answered by it.
+    tag = parts.runtime.apply_traffic("echo", {"echo-1": 100}, {"canary": "echo-2"})["canary"]
+    started = time.monotonic()
+    answer = httpx.get(tag, timeout=60)
+    assert answer.status_code == 200 and answer.json()["revision"] == "echo-2"
+    assert parts.runtime.revision_status("echo-2").state is RevisionState.READY
+    snapshot = parts.runtime.snapshot()["revisions"]["echo-2"]
+    assert (
+        snapshot["cold_starts"] == 1 and 0 < snapshot["last_cold_start_seconds"] <= time.monotonic() - started
+    )
+    # A revision scaled to zero is started again by start_revision (what a rollback to it does).
+    parts.runtime.apply_traffic("echo", {"echo-2": 100}, {})
+    assert parts.runtime.revision_status("echo-1").state is RevisionState.SCALED_TO_ZERO
+    image = parts.runtime.snapshot()["revisions"]["echo-1"]["image"]
+    parts.runtime.start_revision(RevisionSpec("echo", "echo-1", "echo", image, {}))
+    wait_ready(parts, "echo-1")
+    parts.runtime.apply_traffic("echo", {"echo-1": 100}, {})
+    assert httpx.get(parts.runtime.service_url("echo"), timeout=5).json()["revision"] == "echo-1"
+
+
+def test_idle_tagged_revision_scales_to_zero_and_a_request_wakes_it(parts_idle: Parts) -> None:
+    parts = parts_idle
+    two_revisions(parts)
+    tag = parts.runtime.apply_traffic("echo", {"echo-1": 100}, {"canary": "echo-2"})["canary"]
+    # Requests keep it up past the idle timeout (2 s)...
+    busy_until = time.monotonic() + 5
+    while time.monotonic() < busy_until:
+        assert httpx.get(tag, timeout=10).json()["revision"] == "echo-2"
+        time.sleep(0.5)
+    assert parts.runtime.revision_status("echo-2").state is RevisionState.READY
+    # ...and without them it goes to zero; the serving revision never does.
+    deadline = time.monotonic() + 15
+    while parts.runtime.revision_status("echo-2").state is not RevisionState.SCALED_TO_ZERO:
+        assert time.monotonic() < deadline, parts.runtime.revision_status("echo-2")
+        time.sleep(0.2)
+    assert parts.runtime.revision_status("echo-1").state is RevisionState.READY
+    with httpx.Client(timeout=60) as client:
+        answers = [client.get(tag) for _ in range(3)]
+    assert [(a.status_code, a.json()["revision"]) for a in answers] == [(200, "echo-2")] * 3
+
+
+def test_an_activator_port_taken_since_the_last_run_is_replaced_not_fatal(parts: Parts) -> None:
+    """Regression: the activator bound the port `ports.json` remembered; taken by another program, the
+    bind failed and the control plane (which runs the runtime) died at every restart."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = LocalRuntime(parts.state_dir / "another", parts.router, None, activator_port=port)
+        try:
+            assert int(runtime.activator_url.rsplit(":", 1)[1]) != port
+            answer = httpx.get(f"{runtime.activator_url}/wake/nope", timeout=5)
+            assert answer.status_code == 503 and answer.text == "unknown revision nope"
+        finally:
+            runtime.shutdown()

@@ -1,6 +1,7 @@
-"""LocalRuntime's change notifications and the daemon's runtime.json writer must not deadlock.
+"""LocalRuntime's change notifications and the runtime.json writer (RuntimeFile) must not deadlock.
 
-Regression: the runtime called ``on_change`` (the daemon's ``_runtime_changed``: daemon write lock,
+Regression: the runtime called ``on_change`` (then the daemon's ``_runtime_changed``, now
+``RuntimeFile.changed`` in the control plane: the writer's lock,
 then ``runtime.snapshot()`` which takes the runtime lock) both while holding the runtime lock (e.g.
 from ``apply_traffic`` after reprogramming the router) and without it (the tail of ``_mark_ready`` /
 ``stop_revision``). The two locks were taken in both orders: one deploy in a few dozen hung for good,
@@ -19,10 +20,9 @@ from typing import Any
 import pytest
 
 from ethixctl.platform import state
-from ethixctl.platform.daemon import Daemon
 from ethixctl.platform.router import Listener
 from ethixctl.platform.runtime import RevisionSpec, RevisionState
-from ethixctl.platform.supervisor import LocalRuntime
+from ethixctl.platform.supervisor import LocalRuntime, RuntimeFile
 
 
 class SlowRouter:
@@ -53,39 +53,41 @@ def _in_thread(target: Any, *args: Any) -> threading.Thread:
 
 
 @pytest.fixture
-def daemon_and_runtime(tmp_path: Path) -> Any:
-    daemon = Daemon(tmp_path, free_ports=True)
+def writer_and_runtime(tmp_path: Path) -> Any:
+    writer = RuntimeFile(tmp_path)
     router = SlowRouter()
-    runtime = LocalRuntime(tmp_path, router, None, on_change=daemon._runtime_changed)  # type: ignore[arg-type]
-    daemon.runtime = runtime
+    runtime = LocalRuntime(tmp_path, router, None, on_change=writer.changed)  # type: ignore[arg-type]
+    writer.runtime = runtime
     try:
-        yield daemon, runtime, router
+        yield writer, runtime, router, tmp_path
     finally:
         _in_thread(runtime.shutdown).join(10)  # a deadlocked runtime must fail the test, not hang it
 
 
 def test_runtime_json_write_during_a_traffic_change_does_not_deadlock_the_runtime(
-    daemon_and_runtime: Any,
+    writer_and_runtime: Any,
 ) -> None:
-    daemon, runtime, router = daemon_and_runtime
+    runtime_file, runtime, router, state_dir = writer_and_runtime
     runtime.service_url("svc")
     # The image does not exist: the revision is FAILED at once, which is all a tag target needs.
     runtime.start_revision(RevisionSpec("svc", "svc-1", "svc", "no-such-image:latest", {}))
     # A traffic change reprograms the (slow) router under the runtime lock, then reports the change...
     traffic = _in_thread(runtime.apply_traffic, "svc", {}, {"canary": "svc-1"})
     assert router.reloading.wait(5)
-    # ...while the daemon writes runtime.json for another change (as after a probe marked a revision READY).
-    writer = _in_thread(daemon._runtime_changed)
+    # ...while runtime.json is written for another change (as after a probe marked a revision READY).
+    writer = _in_thread(runtime_file.changed)
     traffic.join(10)
     writer.join(10)
-    assert not traffic.is_alive() and not writer.is_alive(), "runtime lock and daemon write lock deadlocked"
+    assert not traffic.is_alive() and not writer.is_alive(), (
+        "runtime lock and runtime.json writer lock deadlocked"
+    )
     # The runtime still answers (the control plane polls revision_status; the monitor needs the lock too).
     status = _in_thread(runtime.revision_status, "svc-1")
     status.join(5)
     assert not status.is_alive()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        written = state.read_json(daemon.state_dir / state.RUNTIME_FILE) or {}
+        written = state.read_json(state_dir / state.RUNTIME_FILE) or {}
         if written.get("traffic", {}).get("svc", {}).get("tags") == {"canary": "svc-1"}:
             break
         time.sleep(0.05)

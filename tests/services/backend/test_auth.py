@@ -70,6 +70,7 @@ def test_register_rejects_taken_email_case_insensitively(client: TestClient) -> 
     ("body", "field"),
     [
         ({"email": "carol@example.com", "password": "short"}, "password"),
+        ({"email": "carol@example.com", "password": "eleven-char"}, "password"),  # ASVS 2.1.1: 12
         ({"email": "not-an-email", "password": "long-enough"}, "email"),
         ({"email": "carol@example.com"}, "password"),
     ],

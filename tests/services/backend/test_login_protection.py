@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +27,7 @@ from services.common.docstore import SqliteStore
 from .conftest import MakeSettings, register_and_login
 
 LOGIN = "/api/v1/auth/login"
+REGISTER = "/api/v1/auth/register"
 
 
 def _login(client: TestClient, email: str, password: str) -> httpx.Response:
@@ -305,3 +308,59 @@ def test_logins_the_gate_reads_reach_the_route_as_sent(make_settings: MakeSettin
                 return registered, chunked.status_code, oversized.status_code
 
     assert asyncio.run(scenario()) == (201, 200, 422)
+
+
+def test_probing_emails_at_registration_is_throttled_like_guessing_passwords(
+    make_settings: MakeSettings,
+) -> None:
+    """A 409 tells that an email has an account: each one counts as a failure for the client (never for
+    the account, whose owner must not be locked out by others' registrations)."""
+    settings = make_settings(login_failures_per_client=3, login_backoff_base_seconds=30)
+    taken = {"email": "lee@example.com", "password": "correct-horse"}
+
+    async def scenario() -> dict[str, list[int]]:
+        app = create_app(settings)
+        seen: dict[str, list[int]] = {}
+        async with app.router.lifespan_context(app):
+            for name, address in (("prober", "192.0.2.1"), ("other", "192.0.2.2")):
+                transport = httpx.ASGITransport(app=app, client=(address, 40000))
+                async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                    attempts = 6 if name == "prober" else 1
+                    statuses = [(await http.post(REGISTER, json=taken)).status_code for _ in range(attempts)]
+                    statuses.append((await http.post(LOGIN, json=taken)).status_code)
+                    seen[name] = statuses
+        return seen
+
+    seen = asyncio.run(scenario())
+    # 201, then three taken-email failures allowed, the fourth starts the client's block: register and
+    # login are refused for that client alike; the account's owner, elsewhere, logs in.
+    assert seen["prober"] == [201, 409, 409, 409, 409, 429, 429]
+    assert seen["other"] == [409, 200]
+
+
+def test_authentication_decisions_are_logged_without_the_email(
+    throttled: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ASVS 7.2.1: failures, the block they start and successes are security events; the account shows
+    only as the hash its counter uses, never as the email."""
+    email = "mia@example.com"
+    register_and_login(throttled, email, "right-password")
+    with caplog.at_level(logging.INFO):
+        for _ in range(4):
+            _login(throttled, email, "wrong-pass")
+    events = [record for record in caplog.records if hasattr(record, "security_event")]
+    assert [record.security_event for record in events] == (  # type: ignore[attr-defined]
+        ["login_failed"] * 3 + ["login_blocked", "login_failed"]
+    )
+    account = events[0].account  # type: ignore[attr-defined]
+    assert account == "account:" + hashlib.sha256(email.encode()).hexdigest()[:16]
+    assert events[3].key == account and events[3].failures == 4  # type: ignore[attr-defined]
+    assert events[0].client == "testclient"  # type: ignore[attr-defined]
+    for record in caplog.records:
+        assert email not in record.getMessage() and email not in str(record.__dict__)
+    time.sleep(0.55)  # the block: 0.5 s
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert _login(throttled, email, "right-password").status_code == 200
+    [succeeded] = [record for record in caplog.records if hasattr(record, "security_event")]
+    assert succeeded.security_event == "login_succeeded"  # type: ignore[attr-defined]

@@ -452,8 +452,8 @@ def test_local_control_plane_lists_services_and_revisions_in_pages(
         new_revision(
             services, "svc-a", "envserver", [run_v2.TrafficTarget(type_=LATEST, percent=100)]
         ).result(timeout=30)
-    pager = revisions.list_revisions(request={"parent": name, "page_size": 1})
-    numbers = [[r.name.rsplit("/", 1)[-1][6:11] for r in page.revisions] for page in pager.pages]
+    revision_pages = revisions.list_revisions(request={"parent": name, "page_size": 1}).pages
+    numbers = [[r.name.rsplit("/", 1)[-1][6:11] for r in page.revisions] for page in revision_pages]
     assert numbers == [["00003"], ["00002"], ["00001"]]  # newest first, one per page
     with pytest.raises(gexc.BadRequest, match="invalid page_token"):
         list(revisions.list_revisions(request={"parent": name, "page_token": "not-a-token"}))
@@ -492,6 +492,9 @@ def test_local_control_plane_operations_list_wait_and_delete(
     )
     assert [o.name for o in [*first.operations, *second.operations]] == [created.operation.name, name]
     assert second.next_page_token == ""
+    # The google.longrunning operations mixin the client polls with pages through them by itself.
+    mixin = services._transport.operations_client.list_operations(PARENT, "", page_size=1)
+    assert [o.name for o in mixin] == [created.operation.name, name]
     with pytest.raises(gexc.BadRequest, match="unsupported filter"):
         services.list_operations(request={"name": PARENT, "filter": "metadata.target=x"})
 

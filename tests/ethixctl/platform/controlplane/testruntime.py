@@ -39,6 +39,9 @@ class TestRuntime:
         self._lock = threading.Lock()
 
     def start_revision(self, spec: RevisionSpec) -> None:
+        with self._lock:
+            if self.states.get(spec.revision) in (RevisionState.STARTING, RevisionState.READY):
+                return  # like the platform's runtime: a restarted control plane finds it running
         port = procs.free_port()
         argv = [sys.executable, str(ENVSERVER)]
         env = {**spec.env, "PORT": str(port)}
