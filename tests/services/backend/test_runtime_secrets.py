@@ -50,7 +50,9 @@ def test_a_revision_without_its_secrets_fails_startup_naming_the_secret_then_sta
         assert startup.status_code == 503
         assert "jwt-signing-key" in startup.json()["checks"]
         assert "alias is missing" in startup.json()["checks"]["jwt-signing-key"]
-        refused = client.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "whatever1"})
+        refused = client.post(
+            "/api/v1/auth/login", json={"email": "a@example.com", "password": "whatever-long-1"}
+        )
         assert refused.status_code == 503 and "jwt-signing-key" in refused.json()["detail"]
         reader.set("jwt-signing-key", "current", SIGNING)
         deadline = time.monotonic() + 10
@@ -59,7 +61,7 @@ def test_a_revision_without_its_secrets_fails_startup_naming_the_secret_then_sta
             time.sleep(0.05)
         assert (
             client.post(
-                "/api/v1/auth/register", json={"email": "a@example.com", "password": "whatever1"}
+                "/api/v1/auth/register", json={"email": "a@example.com", "password": "whatever-long-1"}
             ).status_code
             == 201
         )
@@ -71,7 +73,7 @@ def test_secret_manager_unreachable_keeps_serving_with_the_last_values_and_readi
     reader = _reader()
     with TestClient(create_app(make_settings(K_REVISION="rev-under-test"), reader)) as client:
         secrets = client.app.state.secrets  # type: ignore[attr-defined]
-        client.post("/api/v1/auth/register", json={"email": "b@example.com", "password": "whatever1"})
+        client.post("/api/v1/auth/register", json={"email": "b@example.com", "password": "whatever-long-1"})
         ready = client.get("/health/readiness").json()
         assert ready["checks"]["secret:jwt-signing-key"] == "ok"
         failures_before = _metric(client, "ethix_secret_refresh_failures_total").get(
@@ -79,7 +81,9 @@ def test_secret_manager_unreachable_keeps_serving_with_the_last_values_and_readi
         )
         reader.unreachable = True
         assert secrets.refresh() is False
-        login = client.post("/api/v1/auth/login", json={"email": "b@example.com", "password": "whatever1"})
+        login = client.post(
+            "/api/v1/auth/login", json={"email": "b@example.com", "password": "whatever-long-1"}
+        )
         assert login.status_code == 200
         readiness = client.get("/health/readiness")
         assert readiness.status_code == 200
@@ -147,7 +151,7 @@ def test_a_new_database_url_version_reconnects_and_reports_the_version_in_use(
     with TestClient(create_app(settings, reader)) as client:
         secrets = client.app.state.secrets  # type: ignore[attr-defined]
         assert _metric(client, "ethix_secret_in_use_version") == {("database-url",): 1.0}
-        credentials = {"email": "c@example.com", "password": "whatever1"}
+        credentials = {"email": "c@example.com", "password": "whatever-long-1"}
         assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
         reader.set("database-url", "current", Version("2", second.encode()))
         secrets.refresh()
