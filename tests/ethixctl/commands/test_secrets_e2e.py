@@ -31,6 +31,7 @@ from ethixctl.adapters.secrets import SecretManager
 from ethixctl.cli import main
 from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Ledger
+from ethixctl.platform import state
 from ethixctl.secrets import catalog
 
 pytestmark = pytest.mark.e2e
@@ -369,7 +370,10 @@ def test_sigkill_at_each_stage_then_resume_finishes_cleanly(
 def test_control_plane_stopped_mid_rotation_exits_5_services_keep_serving_and_resume_finishes(
     platform: Platform, users: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    daemon = int(platform.info["pids"]["daemon"])
+    # The control plane (Secret Manager + Cloud Run) is a process of its own, supervised by the daemon:
+    # both are stopped, so the daemon does not restart the hung control plane behind the test's back.
+    pids = state.read_json(platform.state_dir / state.PLATFORM_FILE)["pids"]
+    hung = [int(pids["daemon"]), int(pids["control-plane"])]
     with httpx.Client(base_url=platform.url, timeout=30) as client:
         token = _login(client, users[0])["access_token"]
     aliases_before, states_before = _state(platform, "jwt-signing-key")
@@ -379,7 +383,8 @@ def test_control_plane_stopped_mid_rotation_exits_5_services_keep_serving_and_re
         assert process.stdout is not None
         for line in process.stdout:
             if json.loads(line)["event"] == "version":
-                os.kill(daemon, signal.SIGSTOP)  # the control plane (Secret Manager + Cloud Run) hangs
+                for pid in hung:
+                    os.kill(pid, signal.SIGSTOP)
                 stopped = True
                 break
         code = process.wait(timeout=120)
@@ -395,7 +400,8 @@ def test_control_plane_stopped_mid_rotation_exits_5_services_keep_serving_and_re
         )
     finally:
         if stopped:
-            os.kill(daemon, signal.SIGCONT)
+            for pid in reversed(hung):
+                os.kill(pid, signal.SIGCONT)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
