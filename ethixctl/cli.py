@@ -88,13 +88,16 @@ app = typer.Typer(
     cls=_LazyCommands,
     name="ethixctl",
     help=(
-        "Operate the EthixAI platform: canary releases, rollbacks, smoke tests and the local platform.\n\n"
+        "Operate the EthixAI platform: canary releases, rollbacks, secret rotation, DR drills, smoke tests\n"
+        "and the local platform.\n\n"
         "\b\nExamples:\n"
         "  ethixctl up                          # start the local platform\n"
-        "  ethixctl status --json               # services, revisions, traffic\n"
+        "  ethixctl status --json               # services, revisions, traffic, alerts\n"
         "  ethixctl build backend               # snapshot the source, print the image ref\n"
         "  ethixctl release backend --image REF # canary 10% → 50% → 100%, gated on Prometheus\n"
         "  ethixctl rollback backend            # back to the last good revision\n"
+        "  ethixctl secrets status              # every secret's versions and when it is due\n"
+        "  ethixctl dr-drill --report drill.md  # the weekly restore test, RTO/RPO measured\n"
         "  ethixctl smoke --env local --junit smoke.xml"
     ),
     epilog=_exit_code_epilog(),
