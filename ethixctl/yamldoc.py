@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ethixctl.errors import PlaybookError
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The base of every playbook model: unknown fields are mistakes, loaded values do not change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 Location = tuple[str | int, ...]
 
 

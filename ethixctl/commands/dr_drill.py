@@ -166,7 +166,7 @@ def _plan(ctx: DrContext, options: Any, json: bool) -> int:
 
 
 def _render(result: dict[str, Any]) -> None:
-    from ethixctl.dr.playbook import format_duration
+    from ethixctl.durations import format_duration
 
     steps = output.table(title=f"dr-drill {result['short_id']} ({result['scenario']})", header_style="bold")
     steps.add_column("step")

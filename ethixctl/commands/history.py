@@ -14,8 +14,6 @@ from ethixctl.errors import UsageError
 if TYPE_CHECKING:
     from ethixctl.ops.ledger import Ledger, Operation
 
-_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-
 
 def command(
     subject: Annotated[str | None, typer.Argument(help="Only this service (or secret, scenario).")] = None,
@@ -79,12 +77,14 @@ def parse_since(text: str, now: float) -> float:
     """``7d``/``12h``/``30m``/``2w`` ago, or an ISO date/time (local time unless it says otherwise)."""
     from datetime import datetime
 
-    text = text.strip()
-    unit = _UNITS.get(text[-1:].lower())
-    if unit and text[:-1].isdigit():
-        return now - int(text[:-1]) * unit
+    from ethixctl.durations import parse_duration
+
     try:
-        return datetime.fromisoformat(text).timestamp()
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
         raise UsageError(
             f"--since: cannot read {text!r}", hint="use a date (2026-11-01, 2026-11-01T10:00) or 7d, 12h, 30m"

@@ -327,8 +327,8 @@ def _result(op: Operation) -> dict[str, Any]:
 def _dry_run(
     book: Catalog, secret: Secret, platform: Platform, session: Session, options: Any, *, json: bool
 ) -> int:
+    from ethixctl.durations import format_duration
     from ethixctl.secrets import observe, rotation
-    from ethixctl.secrets.catalog import format_duration
 
     aliases = platform.secrets.aliases(secret.id)
     revisions = observe.serving_revisions(platform.cloud_run, platform.prometheus, secret.consumers)

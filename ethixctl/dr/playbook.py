@@ -7,14 +7,11 @@ environment where the data lives. Mistakes are reported as ``file:line: field: p
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -22,38 +19,16 @@ from pydantic import (
 )
 
 from ethixctl import PLAYBOOKS, yamldoc
+from ethixctl.durations import format_duration, parse_duration
+from ethixctl.yamldoc import Strict
 
 DEFAULT_PATH = PLAYBOOKS / "dr.yaml"
 DRILLS = ("database", "objects", "full")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 # Atlas cluster names: letters, digits and hyphens, at most 64 characters.
 _CLUSTER = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 
 
-def parse_duration(value: Any) -> Any:
-    """``900``, ``"15m"``, ``"1h"``, ``"30d"`` -> seconds; anything else is left for pydantic to reject."""
-    if isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if match is None:
-            raise ValueError(f"not a duration: {value!r} (use seconds, or a number with s, m, h or d)")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=366 * 86_400)]
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling: 2700 -> '45m', 14400 -> '4h', 90 -> '90s', 0 -> '0s'."""
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Objectives(Strict):

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ethixctl.dr.drill import STEPS
-from ethixctl.dr.playbook import Playbook, format_duration
+from ethixctl.dr.playbook import Playbook
+from ethixctl.durations import format_duration
 from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Operation
 

@@ -14,9 +14,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -25,6 +23,7 @@ from pydantic import (
 
 from ethixctl import PLAYBOOKS, yamldoc
 from ethixctl.adapters.prometheus import MetricSource
+from ethixctl.yamldoc import Strict
 
 DEFAULT_PATH = PLAYBOOKS / "release.yaml"
 
@@ -32,10 +31,6 @@ PLACEHOLDERS = ("service", "revision", "window")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def render(template: str, **values: str) -> str:

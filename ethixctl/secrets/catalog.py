@@ -14,42 +14,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ethixctl import PLAYBOOKS, yamldoc
+from ethixctl.durations import parse_duration
+from ethixctl.yamldoc import Strict
 
 DEFAULT_PATH = PLAYBOOKS / "secrets.yaml"
 # Secret Manager's rules: ids of letters, digits, '-' and '_'; aliases start with a letter, ≤ 63 chars.
 SECRET_ID = r"^[A-Za-z0-9_-]{1,255}$"
 ALIASES = ("current", "next", "previous")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-
-
-def parse_duration(value: object) -> float:
-    """``90s``, ``15m``, ``12h``, ``180d`` (or a number of seconds) → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 90s, 15m, 12h or 180d")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value).strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 12h or 180d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Kind(StrEnum):

@@ -26,12 +26,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ethixctl.durations import format_duration
 from ethixctl.errors import EthixError, UsageError
 from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Ledger, Operation
 from ethixctl.ops.machine import Machine
 from ethixctl.secrets import observe
-from ethixctl.secrets.catalog import Catalog, Generator, Kind, Secret, format_duration
+from ethixctl.secrets.catalog import Catalog, Generator, Kind, Secret
 from ethixctl.secrets.generate import new_value
 
 if TYPE_CHECKING:

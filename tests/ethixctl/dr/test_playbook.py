@@ -41,21 +41,6 @@ def test_shipped_playbook_states_the_runbook_targets() -> None:
     assert local.is_local and local.scratch_cluster != local.cluster
 
 
-def test_durations_and_their_spelling() -> None:
-    assert playbook.parse_duration("45m") == 2700
-    assert playbook.parse_duration("1.5h") == 5400
-    assert playbook.parse_duration(30) == 30
-    with pytest.raises(ValueError, match="not a duration"):
-        playbook.parse_duration("soon")
-    assert [playbook.format_duration(s) for s in (2700, 14_400, 90, 0, 86_400)] == [
-        "45m",
-        "4h",
-        "90s",
-        "0s",
-        "1d",
-    ]
-
-
 @pytest.mark.parametrize(
     ("old", "new", "line", "field", "problem"),
     [

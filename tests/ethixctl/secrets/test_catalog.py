@@ -84,17 +84,3 @@ def test_mistakes_are_reported_with_file_line_and_field(
     assert (error.path, error.line, error.field) == (str(path), line, field), error.message
     assert problem in error.problem
     assert error.message.startswith(f"{path}:{line}: {field}: ")
-
-
-def test_durations() -> None:
-    assert [catalog.parse_duration(v) for v in ("90s", "15m", "12h", "180d", 30, "1.5h")] == [
-        90,
-        900,
-        43_200,
-        15_552_000,
-        30,
-        5400,
-    ]
-    assert [catalog.format_duration(v) for v in (90, 900, 86_400 * 14, 61)] == ["90s", "15m", "14d", "61s"]
-    with pytest.raises(ValueError, match="not a duration"):
-        catalog.parse_duration("15 minutes")
