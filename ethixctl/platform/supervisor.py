@@ -58,6 +58,8 @@ _TAG_SEPARATOR = "--tag--"
 # Cloud Run keeps an idle instance for up to 15 minutes; a laptop is shorter of memory than Google.
 IDLE_TIMEOUT = 300.0
 IDLE_CHECK_EVERY = 2.0
+# How long a cold start waits for the scaled-down process to let go of its port (its stop takes <= 10 s).
+DRAIN_WAIT = 12.0
 ROUTER_CHECK_EVERY = 1.0
 _RUNNING = (RevisionState.STARTING, RevisionState.READY)
 
@@ -92,6 +94,8 @@ class _Revision:
     killed_for: str | None = None
     # the startup probe's last failure, shown while it starts and in the failure message
     probe_answer: str = ""
+    # the process scaled to zero, still finishing its requests on the port a cold start wants back
+    draining: threading.Thread | None = None
 
     @property
     def address(self) -> str:
@@ -177,8 +181,16 @@ class LocalRuntime:
         None once it serves, else why."""
         with self._lock:
             rev = self._revisions.get(revision)
+            draining = rev.draining if rev is not None else None
+        if draining is not None:
+            # The request that woke it was routed to this port: start it there again, once the old
+            # process has let go of it. A moved port would send that request to nobody (an empty 502).
+            draining.join(timeout=DRAIN_WAIT)
+        with self._lock:
+            rev = self._revisions.get(revision)
             if rev is None:
                 return f"unknown revision {revision}"
+            rev.draining = None
             if rev.state is RevisionState.SCALED_TO_ZERO:
                 if not rev.spec_known:
                     spec = self.spec_source(rev.spec.service, revision) if self.spec_source else None
@@ -454,9 +466,10 @@ class LocalRuntime:
         process, rev.process, rev.tracker = rev.process, None, None
         if process is not None:
             # In the background: uvicorn finishes the requests it has (up to its graceful timeout).
-            threading.Thread(
+            rev.draining = threading.Thread(
                 target=process.stop, name=f"scale-to-zero {rev.spec.revision}", daemon=True
-            ).start()
+            )
+            rev.draining.start()
         if self.prometheus is not None:
             self.prometheus.remove_target(rev.spec.revision)
         _log_line(f"{rev.spec.revision} scaled to zero: {why}")
