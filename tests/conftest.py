@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +30,16 @@ def backend_service(
     )
     yield service
     service.process.stop()
+
+
+@contextlib.contextmanager
+def running_platform(state_dir: Path) -> Iterator[dict[str, Any]]:
+    """`ethixctl up` on free ports in ``state_dir`` (what the end-to-end tests run against); yields its
+    platform.json and always brings it down."""
+    from ethixctl.platform import lifecycle
+
+    info = lifecycle.up(state_dir, free_ports=True, timeout=240).info
+    try:
+        yield info
+    finally:
+        lifecycle.down(state_dir)

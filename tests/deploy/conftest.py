@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import running_platform
+
 
 @dataclass
 class LocalPlatform:
@@ -18,11 +20,6 @@ class LocalPlatform:
 
 @pytest.fixture(scope="module")
 def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    from ethixctl.platform import lifecycle
-
     state_dir = tmp_path_factory.mktemp("platform")
-    result = lifecycle.up(state_dir, free_ports=True, timeout=240)
-    try:
-        yield LocalPlatform(state_dir, result.info)
-    finally:
-        lifecycle.down(state_dir)
+    with running_platform(state_dir) as info:
+        yield LocalPlatform(state_dir, info)

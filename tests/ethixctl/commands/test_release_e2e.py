@@ -26,6 +26,7 @@ from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Ledger
 from ethixctl.ops.lock import OperationLock
 from ethixctl.release import releases
+from tests.conftest import running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -59,14 +60,9 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    from ethixctl.platform import lifecycle
-
     state_dir = tmp_path_factory.mktemp("platform")
-    result = lifecycle.up(state_dir, free_ports=True, timeout=240)
-    try:
-        yield Platform(state_dir, result.info)
-    finally:
-        lifecycle.down(state_dir)
+    with running_platform(state_dir) as info:
+        yield Platform(state_dir, info)
 
 
 def run(

@@ -29,6 +29,7 @@ from ethixctl.dr import local, snapshot
 from ethixctl.exitcodes import ExitCode
 from ethixctl.ops.ledger import Ledger
 from services.common.storage import LocalObjectStore
+from tests.conftest import running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -62,17 +63,12 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    from ethixctl.platform import lifecycle
-
     saved = {name: os.environ.get(name) for name in FAST_ENV}
     os.environ.update(FAST_ENV)  # inherited by the daemon and its revisions
     state_dir = tmp_path_factory.mktemp("platform")
     try:
-        result = lifecycle.up(state_dir, free_ports=True, timeout=240)
-        try:
-            yield Platform(state_dir, result.info)
-        finally:
-            lifecycle.down(state_dir)
+        with running_platform(state_dir) as info:
+            yield Platform(state_dir, info)
     finally:
         for name, value in saved.items():
             if value is None:

@@ -13,20 +13,16 @@ import pytest
 
 from ethixctl.cli import main
 from ethixctl.exitcodes import ExitCode
+from tests.conftest import running_platform
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
-    from ethixctl.platform import lifecycle
-
     state_dir = tmp_path_factory.mktemp("platform")
-    result = lifecycle.up(state_dir, free_ports=True, timeout=240)
-    try:
-        yield state_dir, result.info
-    finally:
-        lifecycle.down(state_dir)
+    with running_platform(state_dir) as info:
+        yield state_dir, info
 
 
 def _set_cpu_limit(control_plane_url: str, service: str, limit: str) -> None:

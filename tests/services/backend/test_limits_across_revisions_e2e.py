@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from ethixctl.adapters.cloudrun import CloudRun
-from ethixctl.platform import lifecycle
+from tests.conftest import running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +45,7 @@ class TwoRevisions:
 @pytest.fixture(scope="module")
 def two_revisions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRevisions]:
     state_dir: Path = tmp_path_factory.mktemp("platform")
-    info = lifecycle.up(state_dir, free_ports=True, timeout=240).info
-    try:
+    with running_platform(state_dir) as info:
         cloud_run = CloudRun("local", "local", endpoint=info["control_plane_url"])
         image = cloud_run.get_service("backend").image
         urls = {}
@@ -54,8 +53,6 @@ def two_revisions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRevis
             revision = cloud_run.deploy_revision("backend", image, LIMITS, tag=tag)
             urls[revision.name] = cloud_run.tag_url("backend", tag)
         yield TwoRevisions(urls)
-    finally:
-        lifecycle.down(state_dir)
 
 
 def _answered_by(response: httpx.Response) -> tuple[int, str]:
