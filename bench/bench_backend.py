@@ -279,8 +279,11 @@ def run() -> dict[str, object]:
     }
 
 
-async def _asgi_call(app: Any, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> int:
-    """One request straight into the ASGI app (no socket, no client): the app's own cost."""
+async def _asgi_call(
+    app: Any, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, bytes]:
+    """One request straight into the ASGI app (no socket, no client): the app's own cost. Its status
+    and body."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -297,6 +300,7 @@ async def _asgi_call(app: Any, method: str, path: str, headers: dict[str, str], 
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     status: list[int] = []
+    answer: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
         return messages.pop() if messages else {"type": "http.disconnect"}
@@ -304,9 +308,11 @@ async def _asgi_call(app: Any, method: str, path: str, headers: dict[str, str], 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            answer.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status[0]
+    return status[0], b"".join(answer)
 
 
 def _cpu_per_request(calls: int = 500, runs: int = 5) -> dict[str, object]:
@@ -316,7 +322,6 @@ def _cpu_per_request(calls: int = 500, runs: int = 5) -> dict[str, object]:
     import asyncio
 
     from services.backend.app import create_app
-    from services.backend.security import issue_token
     from services.backend.settings import BackendSettings
     from services.common import logs
 
@@ -325,11 +330,14 @@ def _cpu_per_request(calls: int = 500, runs: int = 5) -> dict[str, object]:
         async with app.router.lifespan_context(app):
             victim = json.dumps({"email": "victim@example.invalid", "password": "wrong-pass"}).encode()
             login = {"content-type": "application/json", "content-length": str(len(victim))}
-            while await _asgi_call(app, "POST", "/api/v1/auth/login", login, victim) != 429:
+            while (await _asgi_call(app, "POST", "/api/v1/auth/login", login, victim))[0] != 429:
                 pass  # until the account is blocked
-            user = {"_id": "u1", "email": "reader@example.invalid", "created_at": "2026-01-01T00:00:00Z"}
-            app.state.backend.store["users"].insert_one(user)
-            reader = {"authorization": f"Bearer {issue_token(settings, 'u1')}"}
+            credentials = json.dumps({"email": "reader@example.invalid", "password": secrets.token_hex(12)})
+            form = {"content-type": "application/json", "content-length": str(len(credentials))}
+            for path, expect in (("/api/v1/auth/register", 201), ("/api/v1/auth/login", 200)):
+                status, answer = await _asgi_call(app, "POST", path, form, credentials.encode())
+                assert status == expect, (path, status, answer)
+            reader = {"authorization": f"Bearer {json.loads(answer)['access_token']}"}
             kinds: dict[str, tuple[str, str, dict[str, str], bytes, int]] = {
                 "refused_login": ("POST", "/api/v1/auth/login", login, victim, 429),
                 "users_me": ("GET", "/api/v1/users/me", reader, b"", 200),
@@ -340,7 +348,7 @@ def _cpu_per_request(calls: int = 500, runs: int = 5) -> dict[str, object]:
                 for _ in range(runs):
                     started = time.process_time()
                     for _ in range(calls):
-                        assert await _asgi_call(app, method, path, headers, body) == expect
+                        assert (await _asgi_call(app, method, path, headers, body))[0] == expect
                     spent = (time.process_time() - started) / calls * 1e6
                     best[name] = min(best.get(name, spent), spent)
         return best

@@ -2,9 +2,9 @@
 
 The counters are shared by every process: by default they live in the document store (the same
 expiring counters as the failed-login throttle), or in any ``limits`` storage named by
-``ETHIX_RATE_LIMIT_STORAGE_URL``. Fixed windows per client address; auth routes count against both the
-default and the auth limit. Should the counter storage fail, requests pass (logged as errors): the
-login throttle, which fails closed, is what guards the passwords.
+``ETHIX_RATE_LIMIT_STORAGE_URL``. Fixed windows per client (its address; for IPv6 its /64); auth
+routes count against both the default and the auth limit. Should the counter storage fail, requests
+pass (logged as errors): the login throttle, which fails closed, is what guards the passwords.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.backend.refusals import Refusals
 from services.backend.settings import BackendSettings
 from services.common.docstore import DocStore, DocStoreError
+from services.common.forwarded import scope_client, subscriber
 
 AUTH_PREFIX = "/api/v1/auth/"
 COUNTERS = "rate_limits"
@@ -114,9 +115,8 @@ class RateLimit:
         if active is None or not path.startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        client = scope["client"][0] if scope.get("client") else "unknown"
         try:
-            wait = await active.hit(path, client)
+            wait = await active.hit(path, subscriber(scope_client(scope)))
         except Exception:
             log.exception("rate-limit storage failed; request let through")
             wait = 0

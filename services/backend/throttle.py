@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.backend.refusals import Refusals
 from services.backend.settings import BackendSettings
 from services.common.docstore import Counter, DocStore
+from services.common.forwarded import scope_client, subscriber
 
 COUNTERS = "login_failures"
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def account_key(email: str) -> str:
 
 
 def client_key(address: str) -> str:
-    return f"client:{address}"
+    return f"client:{subscriber(address)}"
 
 
 def loggable(key: str) -> str:
@@ -190,7 +191,7 @@ class KnownBlocksGate:
         last = received[-1]
         if last["type"] == "http.request" and not last.get("more_body", False):
             email = _email_in(b"".join(message.get("body", b"") for message in received))
-            client = scope["client"][0] if scope.get("client") else "unknown"
+            client = scope_client(scope)
             blocked = throttle.known_block(normalized_email(email), client) if email is not None else None
             if blocked is not None:
                 await blocked.response()(scope, receive, send)

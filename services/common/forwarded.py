@@ -23,6 +23,29 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.common.settings import ServiceSettings
 
 _HEADER = b"x-forwarded-for"
+# An IPv6 subscriber is normally given a whole /64 (RFC 6177), so it can send from 2^64 addresses.
+IPV6_SUBSCRIBER_PREFIX = 64
+
+
+def scope_client(scope: Scope) -> str:
+    """The client's address as the middlewares left it in the ASGI scope ("unknown" without one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def subscriber(address: str) -> str:
+    """What per-client limits count ``address`` as: an IPv4 address itself (an IPv4-mapped IPv6 one as
+    its IPv4 form), an IPv6 address its /64 network. Counting single IPv6 addresses would let one
+    subscriber spread its attempts over 2^64 of them."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_SUBSCRIBER_PREFIX), strict=False))
+    return str(ip)
 
 
 def forwarded_client(values: list[str], hops: int) -> str | None:

@@ -231,6 +231,24 @@ def test_a_forged_leftmost_forwarded_entry_does_not_dodge_the_login_throttle(
     assert _behind_front_end(settings, forged + other) == [401, 401, 401, 401, 429, 401]
 
 
+def test_an_ipv6_client_rotating_addresses_in_its_64_is_one_client_to_the_limits(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(
+        trusted_proxy_hops=1,
+        login_failures_per_client=3,
+        login_backoff_base_seconds=30,
+        rate_limit_enabled=True,
+        rate_limit_default="100/minute",
+        rate_limit_auth="6/minute",
+    )
+    rotating = [("POST", LOGIN, f"2001:db8:1:2::{i:x}") for i in range(1, 6)]
+    # The throttle blocks the /64 after three failures; the rate limit refuses its seventh auth request.
+    rotating += [("POST", LOGIN, f"2001:db8:1:2:{i:x}::1") for i in range(1, 3)]
+    neighbour = [("POST", LOGIN, "2001:db8:1:3::1")]
+    assert _behind_front_end(settings, rotating + neighbour) == [401, 401, 401, 401, 429, 429, 429, 401]
+
+
 def test_without_trusted_proxies_the_forwarded_header_is_ignored(make_settings: MakeSettings) -> None:
     settings = make_settings(login_failures_per_client=3, login_backoff_base_seconds=30)
     # Each request names another client, but nothing vouches for the header: they are all the peer.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.forwarded import forwarded_client
+from services.common.forwarded import forwarded_client, subscriber
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,20 @@ def test_the_client_is_the_entry_the_trusted_proxies_wrote(
     values: list[str], hops: int, client: str | None
 ) -> None:
     assert forwarded_client(values, hops) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        # One subscriber's /64: every address in it is one client to the limits.
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        # An IPv4 client seen through an IPv6 socket is its IPv4 address, not a /64 of mapped ones.
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_limits_count_an_ipv6_client_by_its_64(address: str, counted_as: str) -> None:
+    assert subscriber(address) == counted_as
