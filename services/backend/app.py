@@ -94,16 +94,26 @@ class SecretNames:
     jwt_signing_key: str
     session_key: str
     database_url: str | None
+    sentry_dsn: str | None = None  # optional: the service runs without it
 
     @classmethod
     def of(cls, settings: BackendSettings) -> SecretNames:
         if settings.secrets_project is None:
             return cls(DEV_JWT_SECRET_NAME, DEV_SESSION_SECRET_NAME, None)
         assert settings.secret_jwt_signing_key and settings.secret_session_key  # checked by the settings
-        return cls(settings.secret_jwt_signing_key, settings.secret_session_key, settings.secret_database_url)
+        return cls(
+            settings.secret_jwt_signing_key,
+            settings.secret_session_key,
+            settings.secret_database_url,
+            settings.secret_sentry_dsn,
+        )
 
     def all(self) -> list[str]:
+        """The secrets the service cannot start without."""
         return [n for n in (self.jwt_signing_key, self.session_key, self.database_url) if n is not None]
+
+    def optional(self) -> list[str]:
+        return [self.sentry_dsn] if self.sentry_dsn is not None else []
 
 
 def secret_reader(settings: BackendSettings) -> SecretReader:
@@ -121,6 +131,24 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
     settings = settings or load_settings()
     sentry.init(settings)
     names = SecretNames.of(settings)
+
+    def start_error_reporting(secrets: RuntimeSecrets) -> None:
+        """Sentry with the DSN secret's ``current`` version; without it the service runs, and says why."""
+        if names.sentry_dsn is None:
+            return
+        version = secrets.snapshot()[names.sentry_dsn].get("current")
+        if version is None:
+            problem = secrets.status()[names.sentry_dsn]
+            log.warning("secret %s %s; running without Sentry", names.sentry_dsn, problem)
+            return
+        try:
+            sentry.init(settings, version.value.decode())
+        except (sentry.InvalidDsn, UnicodeDecodeError):
+            log.warning(
+                "secret %s version %s is not a Sentry DSN; running without Sentry",
+                names.sentry_dsn,
+                version.number,
+            )
 
     def on_secrets_change(app: FastAPI, snapshot: Snapshot) -> None:
         try:
@@ -221,9 +249,12 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
             service=settings.service_name,
             revision=settings.revision,
             on_change=lambda snapshot: on_secrets_change(app, snapshot),
+            optional=names.optional(),
         )
         app.state.secrets = secrets
         await run_in_threadpool(secrets.refresh)
+        # A DSN that loads later (or a new version) is used by the next instance.
+        start_error_reporting(secrets)
         secrets.start()
         # Normally the secrets are there and the app opens its store before it takes requests. If not,
         # it serves its probes (startup answers 503 naming the secret) and opens once they load.

@@ -33,6 +33,8 @@ class BackendSettings(ServiceSettings):
     secret_jwt_signing_key: str | None = None
     secret_session_key: str | None = None
     secret_database_url: str | None = None
+    # Optional: Sentry's DSN, loaded like the keys; when it cannot load, the service runs without Sentry.
+    secret_sentry_dsn: str | None = None
     secrets_refresh_seconds: float = Field(default=60.0, ge=0.2, le=3600)
     access_token_ttl_seconds: int = Field(default=900, ge=10, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=60, le=90 * 86_400)
@@ -91,6 +93,7 @@ class BackendSettings(ServiceSettings):
         "secret_jwt_signing_key",
         "secret_session_key",
         "secret_database_url",
+        "secret_sentry_dsn",
         mode="before",
     )
     @classmethod
@@ -111,6 +114,16 @@ class BackendSettings(ServiceSettings):
                 raise ValueError(
                     f"ETHIX_SECRETS_PROJECT is set: {' and '.join(missing)} must name the secrets"
                 )
+        if self.secret_sentry_dsn is not None:
+            if self.sentry_dsn is not None:
+                raise ValueError(
+                    "SENTRY_DSN and ETHIX_SECRET_SENTRY_DSN are both set: keep one (the secret's name"
+                    " in production, where SENTRY_DSN is refused)"
+                )
+            if self.secrets_project is None:
+                raise ValueError(
+                    "ETHIX_SECRET_SENTRY_DSN names a Secret Manager secret: set ETHIX_SECRETS_PROJECT"
+                )
         return self
 
     @model_validator(mode="after")
@@ -130,6 +143,11 @@ class BackendSettings(ServiceSettings):
             raise ValueError(
                 "ETHIX_DATABASE_URL holds a credential: production refuses secret values in the"
                 " environment; name the secret with ETHIX_SECRET_DATABASE_URL"
+            )
+        if self.sentry_dsn is not None:
+            raise ValueError(
+                "SENTRY_DSN holds a credential: production refuses secret values in the"
+                " environment; name the secret with ETHIX_SECRET_SENTRY_DSN"
             )
         return self
 

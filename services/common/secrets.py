@@ -8,7 +8,9 @@ verifies what was signed before the last rotation) — never ``latest``.
 Refreshing runs on its own thread, off the request path. When Secret Manager cannot be reached the
 last values stay in use (fail static) and :meth:`RuntimeSecrets.status` says how stale they are. An
 alias that does not exist, or points at a disabled version, is *absent*: that is how a rotation takes
-a key away, so it is dropped at once rather than kept. Only ``current`` is required.
+a key away, so it is dropped at once rather than kept. Only ``current`` is required, and only of the
+required secrets: an *optional* one (Sentry's DSN) is loaded and refreshed the same way, but the
+service does not wait for it.
 
 Every revision exports the version it loaded per secret and alias, so a rotation can wait until all
 of them have it. Values never reach a log line, a metric, an exception or ``repr``; and each value is
@@ -22,7 +24,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -167,9 +169,11 @@ class RuntimeSecrets:
         service: str,
         revision: str,
         on_change: Callable[[Snapshot], None] | None = None,
+        optional: Collection[str] = (),
     ):
         self._reader = reader
-        self._names = list(secrets)
+        self._names = [*secrets, *optional]
+        self._required = list(secrets)
         self.refresh_seconds = refresh_seconds
         self._labels = (service, revision)
         self._on_change = on_change
@@ -186,17 +190,18 @@ class RuntimeSecrets:
             return {name: dict(state.versions) for name, state in self._states.items()}
 
     def loaded(self) -> bool:
-        """Every secret has a ``current`` version (loaded at least once)."""
+        """Every required secret has a ``current`` version (loaded at least once)."""
         with self._lock:
-            return all(REQUIRED_ALIAS in state.versions for state in self._states.values())
+            return all(REQUIRED_ALIAS in self._states[name].versions for name in self._required)
 
     def problems(self) -> dict[str, str]:
-        """Secrets without a ``current`` version, and why: the startup probe's message (names only)."""
+        """Required secrets without a ``current`` version, and why: the startup probe's message (names
+        only)."""
         with self._lock:
             return {
-                name: f"not loaded: {state.error or 'no attempt yet'}"
-                for name, state in self._states.items()
-                if REQUIRED_ALIAS not in state.versions
+                name: f"not loaded: {self._states[name].error or 'no attempt yet'}"
+                for name in self._required
+                if REQUIRED_ALIAS not in self._states[name].versions
             }
 
     def status(self) -> dict[str, str]:

@@ -67,6 +67,31 @@ def test_production_refuses_inline_secret_values_and_faults(
     assert (settings.secrets_project, settings.secret_database_url) == ("ethix-prod", "database-url")
 
 
+def test_sentry_dsn_comes_from_the_environment_or_a_named_secret_never_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dsn = "https://inline-public-key@o1.ingest.example/42"
+    _env(monkeypatch, tmp_path, **PRODUCTION, **PRODUCTION_RATE_LIMITS, ETHIX_SECRET_SENTRY_DSN="sentry-dsn")
+    assert load_settings().secret_sentry_dsn == "sentry-dsn"
+    monkeypatch.setenv("SENTRY_DSN", dsn)
+    with pytest.raises(SettingsError, match="SENTRY_DSN and ETHIX_SECRET_SENTRY_DSN are both set") as info:
+        load_settings()
+    assert "inline-public-key" not in str(info.value)
+    # Production refuses the value in the environment, as it refuses ETHIX_DATABASE_URL.
+    monkeypatch.delenv("ETHIX_SECRET_SENTRY_DSN")
+    with pytest.raises(SettingsError, match="SENTRY_DSN holds a credential") as info:
+        load_settings()
+    assert "inline-public-key" not in str(info.value)
+    # Development may keep it inline; a secret's name needs the project to read it from.
+    monkeypatch.setenv("ETHIX_ENV", "development")
+    monkeypatch.delenv("ETHIX_SECRETS_PROJECT")
+    assert load_settings().sentry_dsn is not None
+    monkeypatch.delenv("SENTRY_DSN")
+    monkeypatch.setenv("ETHIX_SECRET_SENTRY_DSN", "sentry-dsn")
+    with pytest.raises(SettingsError, match="ETHIX_SECRET_SENTRY_DSN names a Secret Manager secret"):
+        load_settings()
+
+
 def test_a_secrets_project_needs_the_secret_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _env(monkeypatch, tmp_path, ETHIX_SECRETS_PROJECT="local", ETHIX_SECRET_JWT_SIGNING_KEY="jwt-signing-key")
     with pytest.raises(SettingsError, match="ETHIX_SECRET_SESSION_KEY must name"):
