@@ -15,8 +15,8 @@ from services.backend.settings import BackendSettings, load_settings
 BACKEND_DIR = REPO_ROOT / "services" / "backend"
 
 
-def _container() -> dict[str, Any]:
-    doc = yaml.safe_load((BACKEND_DIR / "cloudrun.yaml").read_text())
+def _container(text: str | None = None) -> dict[str, Any]:
+    doc = yaml.safe_load(text or (BACKEND_DIR / "cloudrun.yaml").read_text())
     assert doc["apiVersion"] == "serving.knative.dev/v1" and doc["kind"] == "Service"
     assert doc["metadata"]["name"] == "backend"
     [container] = doc["spec"]["template"]["spec"]["containers"]
@@ -66,6 +66,19 @@ def test_the_manifest_alone_is_a_valid_production_configuration(monkeypatch: pyt
         "database-url",
     )
     assert settings.trusted_proxy_hops == 1  # the client as Cloud Run's front end reports it
+
+
+def test_the_commented_sentry_entry_turns_on_error_reporting_from_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = (BACKEND_DIR / "cloudrun.yaml").read_text()
+    commented = "            # - name: ETHIX_SECRET_SENTRY_DSN\n            #   value: sentry-dsn\n"
+    assert commented in text
+    env = _container(text.replace(commented, commented.replace("# ", "")))["env"]
+    for item in env:
+        monkeypatch.setenv(item["name"], item["value"])
+    settings = load_settings()
+    assert settings.secret_sentry_dsn == "sentry-dsn" and settings.sentry_dsn is None
 
 
 def test_dockerfile_runs_the_module_on_port_8080_as_non_root() -> None:
