@@ -228,6 +228,9 @@ class Daemon:
         self._update(adopted=self.adopted)
         self.phase("seeding the secrets catalog")
         self._seed_secrets()
+        # A service port may have moved when the control plane took it (another platform held it):
+        # the backend is given ai-core's URL from the ports actually held.
+        self._record_held_ports()
         self.phase("deploying " + ", ".join(SEEDED))
         self._seed(refs)
         # Now runtime.json is the new control plane's (it names the service ports it holds).

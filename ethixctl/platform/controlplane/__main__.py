@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in SEEDED:
             runtime.service_url(name)
+        # Before serving: the daemon reads the service ports actually held from runtime.json to give
+        # the backend ai-core's URL, and the notifier thread may not have written them yet.
+        runtime_file.changed()
         server = serve(
             state_dir / "controlplane",
             runtime,

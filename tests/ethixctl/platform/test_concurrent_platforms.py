@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from ethixctl import procs
+from ethixctl.adapters.cloudrun import CloudRun
 from ethixctl.platform import lifecycle, state
+from ethixctl.platform.daemon import PROJECT, REGION
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +75,10 @@ def test_two_platforms_started_at_once_hold_disjoint_ports_and_serve_their_own_r
         )
         assert holding is None or holding.exclusive, (info["ports"], holding)
         assert info["services"]["backend"] == f"http://127.0.0.1:{info['ports']['backend']}"
+        # The backend calls its own platform's ai-core, at the port that platform holds.
+        backend = CloudRun(PROJECT, REGION, info["control_plane_url"]).service_spec("backend")
+        ai_core_url = backend.variable("AI_CORE_URL")
+        assert ai_core_url is not None and ai_core_url.value == info["services"]["ai-core"], ai_core_url
 
     tokens = []
     for index, info in enumerate((a, b)):

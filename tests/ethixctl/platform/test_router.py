@@ -25,38 +25,50 @@ from tests.httpserver import serve
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def upstreams(tmp_path: Path) -> Iterator[list[str]]:
-    """Two upstreams answering ``rev-N:<request body>``, served by one plain Caddy."""
-    ports = [procs.free_port(), procs.free_port()]
-    servers = {
-        f"rev{i}": {
-            "listen": [f"127.0.0.1:{port}"],
-            "automatic_https": {"disable": True},
-            "routes": [
-                {
-                    "handle": [
-                        {"handler": "static_response", "body": f"rev-{i}:{{http.request.body}}"},
-                    ]
-                }
-            ],
+def _static_revisions(tmp_path: Path) -> tuple[procs.Process, list[int]]:
+    """One plain Caddy serving two upstreams that answer ``rev-N:<request body>``, on ports it alone
+    holds: Caddy binds with SO_REUSEPORT, so a test running in parallel that picked the same free port
+    would share it silently (and answer some of these requests with its own 502s)."""
+    for _ in range(5):
+        ports = [procs.free_port(), procs.free_port()]
+        servers = {
+            f"rev{i}": {
+                "listen": [f"127.0.0.1:{port}"],
+                "automatic_https": {"disable": True},
+                "routes": [
+                    {
+                        "handle": [
+                            {"handler": "static_response", "body": f"rev-{i}:{{http.request.body}}"},
+                        ]
+                    }
+                ],
+            }
+            for i, port in enumerate(ports, start=1)
         }
-        for i, port in enumerate(ports, start=1)
-    }
-    admin = procs.free_port()
-    config = tmp_path / "upstreams.json"
-    config.write_text(
-        json.dumps({"admin": {"listen": f"127.0.0.1:{admin}"}, "apps": {"http": {"servers": servers}}})
-    )
-    process = procs.start(
-        "upstreams",
-        [str(find_caddy()), "run", "--config", str(config)],
-        env={"HOME": str(tmp_path)},
-        log_path=tmp_path / "upstreams.log",
-    )
-    try:
+        admin = procs.free_port()
+        config = tmp_path / "upstreams.json"
+        config.write_text(
+            json.dumps({"admin": {"listen": f"127.0.0.1:{admin}"}, "apps": {"http": {"servers": servers}}})
+        )
+        process = procs.start(
+            "upstreams",
+            [str(find_caddy()), "run", "--config", str(config)],
+            env={"HOME": str(tmp_path)},
+            log_path=tmp_path / "upstreams.log",
+        )
         for port in ports:
             procs.wait_http(f"http://127.0.0.1:{port}/", timeout=20, process=process)
+        holding = procs.port_holding(process.pid, [*ports, admin])
+        if holding is None or holding.exclusive:
+            return process, ports
+        process.stop()
+    raise AssertionError("no free ports for the static revisions after 5 tries")
+
+
+@pytest.fixture
+def upstreams(tmp_path: Path) -> Iterator[list[str]]:
+    process, ports = _static_revisions(tmp_path)
+    try:
         yield [f"127.0.0.1:{port}" for port in ports]
     finally:
         process.stop()
@@ -108,8 +120,8 @@ def split(step: int, upstreams: list[str]) -> dict[str, int]:
 
 
 def test_weight_changes_never_touch_the_public_listener(router: Router, upstreams: list[str]) -> None:
-    port = procs.free_port()
-    router.set_listener("svc", port, {upstreams[0]: 100})
+    router.set_listener("svc", procs.free_port(), {upstreams[0]: 100})
+    port = router.listeners()["svc"].port  # the router moves a port it finds shared
     edge = httpx.get(router.admin_url + "/config/", timeout=5).json()
     seen = set()
     # One keep-alive connection: a reload of the public side would close it.
@@ -128,9 +140,9 @@ def test_weight_changes_never_touch_the_public_listener(router: Router, upstream
 
 
 def test_post_bodies_survive_traffic_flips_with_zero_failures(router: Router, upstreams: list[str]) -> None:
-    port = procs.free_port()
+    router.set_listener("svc", procs.free_port(), {upstreams[0]: 100})
+    port = router.listeners()["svc"].port  # the router moves a port it finds shared
     url = f"http://127.0.0.1:{port}/"
-    router.set_listener("svc", port, {upstreams[0]: 100})
     sent: Counter[int] = Counter()
 
     def request(client: httpx.Client, worker: int) -> str:
@@ -276,8 +288,8 @@ def test_a_restarted_part_whose_admin_port_was_taken_comes_back_on_one_it_holds_
 ) -> None:
     """The daemon restarts a dead part on its file; another Caddy bound its admin port meanwhile. Sharing
     it would let this platform's /load program the other Caddy: the part moves to a fresh admin port."""
-    port = procs.free_port()
-    router.set_listener("svc", port, {upstreams[0]: 100})
+    router.set_listener("svc", procs.free_port(), {upstreams[0]: 100})
+    port = router.listeners()["svc"].port  # the router moves a port it finds shared
     old_admin = router.admin_port
     _kill(router.edge)
     with caddy_squatting(old_admin, tmp_path) as squatted:
