@@ -13,8 +13,10 @@ SOURCES = ["ethixctl", "services", "tests", "bench", "noxfile.py", "tasks.py"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite, end-to-end tests included (they start real uvicorn, Caddy and Prometheus)."""
-    session.run("pytest", *(session.posargs or ["--junitxml=junit.xml"]))
+    """The whole suite, end-to-end tests included (they start real uvicorn, Caddy and Prometheus), one
+    pytest-xdist worker per core: most of an end-to-end test's time is spent waiting on processes. A
+    file's tests stay on one worker (``loadfile``), so a module's platform is started once."""
+    session.run("pytest", *(session.posargs or ["-n", "auto", "--dist", "loadfile", "--junitxml=junit.xml"]))
 
 
 @nox.session
