@@ -271,7 +271,7 @@ def test_sqlite_dump_is_one_point_in_time_while_another_process_writes(tmp_path:
     writer = multiprocessing.get_context("spawn").Process(target=_writer, args=(path, 100_000))
     writer.start()
     try:
-        while store["b"].count({}) < 200:  # the writer is under way
+        while store["b"].count({}) < 1 + 200:  # the pad, then 200 rounds: the writer is under way
             time.sleep(0.01)
         dumped = dump(store, tmp_path / "dump")
     finally:
