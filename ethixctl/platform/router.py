@@ -572,9 +572,11 @@ class Router:
                 holding = procs.port_holding(pid, [part.admin_port])
                 if holding is None or holding.exclusive:
                     return pid
-                if part.process is None:  # not ours to restart in place: the daemon's supervision does
-                    procs.stop_pid(pid)
-                else:
+                # A port nobody listens on yet is a Caddy still starting (another thread's `start`):
+                # wait for it. Restarting it here would kill it mid-start.
+                if holding.shared and part.process is None:
+                    procs.stop_pid(pid)  # not ours to restart in place: the daemon's supervision does
+                elif holding.shared:
                     part.stop()
                     part.start()
                     continue

@@ -161,6 +161,31 @@ def test_post_bodies_survive_traffic_flips_with_zero_failures(router: Router, up
     assert results["ok"] >= 20 * 10, results
 
 
+def test_a_change_waits_for_a_part_still_starting_instead_of_restarting_it(
+    router: Router, upstreams: list[str], tmp_path: Path
+) -> None:
+    """Regression: a change made while the split Caddy was being started by another thread found its
+    admin port not bound yet, took that for a port shared with another Caddy and restarted it, so the
+    start in progress failed ("router-split exited with code -15"). Here the split binds after 1 s."""
+    router.split.stop()
+    slow_start = procs.start(
+        "router-split",
+        [
+            "sh",
+            "-c",
+            'sleep 1; exec "$0" run --config "$1"',
+            str(find_caddy()),
+            str(router.split.config_path),
+        ],
+        env={"HOME": str(tmp_path)},
+        log_path=tmp_path / "slow-split.log",
+    )
+    router.split.process = slow_start
+    router.set_listener("svc", procs.free_port(), {upstreams[0]: 100})
+    assert router.split.process is slow_start and slow_start.alive()
+    assert _answers(router.listeners()["svc"].port) == {"rev-1"}
+
+
 def test_removed_listener_closes_and_a_dead_half_restarts_alone_with_its_config(
     router: Router, upstreams: list[str]
 ) -> None:
