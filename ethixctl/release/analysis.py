@@ -6,13 +6,16 @@ What is compared (documented in playbooks/release.md too):
   a gate passes only while its value is strictly below ``max``;
 * baseline comparison: each baseline metric is sampled with ``query_range`` every ``sample_step``
   seconds over the same analysis window (each sample a rate over ``sample_window`` seconds) for the
-  canary and for the stable revision; the two series are compared with Mann-Whitney U (stats.py);
+  canary and for the stable revision; the two series are compared with Mann-Whitney U (stats.py).
+  Samples whose rate window reaches into the ``warmup`` seconds after the step's traffic change are
+  left out, for both revisions;
 * every query exists once per metric source (``app``: the services' own metrics; ``cloudrun``: Cloud
   Run's built-in ones); ``timing.metric_source`` picks the set;
 * no data is never a pass: no up scrape target for the canary (scraped sources only: Cloud Run's own
   metrics have no scrape target), fewer than ``min_requests`` canary
   requests in the window, a gate without a value, or a baseline metric without enough samples makes
-  the whole evaluation INCONCLUSIVE;
+  the whole evaluation INCONCLUSIVE, except that a threshold gate failed on enough requests is a FAIL
+  whatever the comparison lacks;
 * a failed query (Prometheus unreachable or rejecting the query) makes it ERROR, which the
   orchestrator counts toward the consecutive-error limit.
 """
@@ -21,13 +24,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from ethixctl.adapters.prometheus import NotOffered, Prometheus, PrometheusUnavailable, QueryError
 from ethixctl.release.playbook import SCRAPED_SOURCES, MetricSource, Playbook, Timing, render, window_text
-from ethixctl.release.stats import Score, ScoreVerdict, classify, score
+from ethixctl.release.stats import Classification, Score, ScoreVerdict, classify, score
 
 
 class Outcome(StrEnum):
@@ -153,10 +156,12 @@ def evaluate(
     timing: Timing,
     compare: bool = True,
     at: float | None = None,
+    traffic_changed_at: float | None = None,
 ) -> Verdict:
     """Run all queries of one interval. ``compare=False`` skips the baseline (no stable traffic at 100%).
 
-    ``timing`` is ``Playbook.timing(environment, ...)``: its window, sample_step and sample_window apply.
+    ``timing`` is ``Playbook.timing(environment, ...)``: its window, sample_step, sample_window and
+    warmup apply; the warm-up runs from ``traffic_changed_at`` (None: no warm-up to leave out).
     """
     started = time.perf_counter()
     now = time.time() if at is None else at
@@ -166,7 +171,7 @@ def evaluate(
         metric_source=timing.metric_source or book.metric_source, min_requests=book.analysis.min_requests,
     )  # fmt: skip
     try:
-        _evaluate(prometheus, book, verdict, timing, compare=compare)
+        _evaluate(prometheus, book, verdict, timing, compare=compare, traffic_changed_at=traffic_changed_at)
     except (PrometheusUnavailable, QueryError) as exc:
         verdict.outcome = Outcome.ERROR
         verdict.reasons.append(exc.message)
@@ -175,7 +180,13 @@ def evaluate(
 
 
 def _evaluate(
-    prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: Timing, *, compare: bool
+    prometheus: Prometheus,
+    book: Playbook,
+    verdict: Verdict,
+    timing: Timing,
+    *,
+    compare: bool,
+    traffic_changed_at: float | None,
 ) -> None:
     service, canary, now, source = verdict.service, verdict.canary, verdict.at, verdict.metric_source
     values = {"service": service, "revision": canary, "window": window_text(verdict.window)}
@@ -201,20 +212,22 @@ def _evaluate(
         if value is None:
             no_data.append(f"{gate.name}: no data")
 
+    baseline_no_data: list[str] = []
     if compare and book.baseline.enabled and verdict.stable:
-        verdict.baseline = _compare(prometheus, book, verdict, timing)
+        verdict.baseline = _compare(prometheus, book, verdict, timing, traffic_changed_at)
         if verdict.baseline.verdict is ScoreVerdict.NODATA:
-            no_data.extend(
+            baseline_no_data = [
                 f"{m.name}: {m.reason}"
                 for m in verdict.baseline.metrics
-                if m.classification.value == "NoData"
-            )
+                if m.classification is Classification.NODATA
+            ]
 
     failed = [g.name for g in verdict.gates if g.passed is False]
-    if no_data:
-        # Judging on too little data is how bad canaries get promoted: say so and decide nothing.
+    if no_data or (baseline_no_data and not failed):
+        # Judging on too little data is how bad canaries get promoted: say so and decide nothing. A
+        # threshold gate failed on enough requests is acted on without waiting for the comparison.
         verdict.outcome = Outcome.INCONCLUSIVE
-        verdict.reasons.extend(no_data)
+        verdict.reasons.extend(no_data + baseline_no_data)
     elif failed or (verdict.baseline and verdict.baseline.verdict is ScoreVerdict.FAIL):
         verdict.outcome = Outcome.FAIL
         verdict.reasons.extend(f"{name} at or above its threshold" for name in failed)
@@ -225,11 +238,20 @@ def _evaluate(
         verdict.reasons.extend(f"{m.name}: {m.reason}" for m in verdict.baseline.metrics if m.failed)
 
 
-def _compare(prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: Timing) -> Score:
+def _compare(
+    prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: Timing, traffic_changed_at: float | None
+) -> Score:
     settings = book.baseline
-    start = verdict.at - verdict.window
     step = timing.sample_step or settings.sample_step
-    sample_window = window_text(timing.sample_window or settings.sample_window)
+    sample_seconds = timing.sample_window or settings.sample_window
+    start = verdict.at - verdict.window
+    trimmed = False  # the warm-up cut the start of the window
+    if traffic_changed_at is not None:
+        warmup = settings.warmup if timing.warmup is None else timing.warmup
+        # A sample is a rate over the sample_window before it: the first one after the warm-up.
+        warm_from = traffic_changed_at + warmup + sample_seconds
+        trimmed = warm_from > start
+        start = max(start, warm_from)
     results = []
     for metric in settings.metrics:
         samples = {
@@ -239,26 +261,29 @@ def _compare(prometheus: Prometheus, book: Playbook, verdict: Verdict, timing: T
                     metric.query[verdict.metric_source],
                     service=verdict.service,
                     revision=revision,
-                    window=sample_window,
+                    window=window_text(sample_seconds),
                 ),
                 start,
                 verdict.at,
                 step,
             )
+            if start <= verdict.at
+            else []  # still warming up: no sample yet, which the comparison calls NoData
             for revision in (verdict.canary, verdict.stable or "")
         }
-        results.append(
-            classify(
-                metric.name,
-                samples[verdict.canary],
-                samples[verdict.stable or ""],
-                confidence=settings.confidence,
-                min_samples=settings.min_samples,
-                effect_size_low=metric.effect_size_low,
-                effect_size_high=metric.effect_size_high,
-                tolerance=metric.tolerance,
-                direction=metric.direction,
-                weight=metric.weight,
-            )
+        result = classify(
+            metric.name,
+            samples[verdict.canary],
+            samples[verdict.stable or ""],
+            confidence=settings.confidence,
+            min_samples=settings.min_samples,
+            effect_size_low=metric.effect_size_low,
+            effect_size_high=metric.effect_size_high,
+            tolerance=metric.tolerance,
+            direction=metric.direction,
+            weight=metric.weight,
         )
+        if result.classification is Classification.NODATA and trimmed:
+            result = replace(result, reason=f"{result.reason} since the canary's warm-up ended")
+        results.append(result)
     return score(results, pass_score=settings.pass_score, marginal_score=settings.marginal_score)

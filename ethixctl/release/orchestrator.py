@@ -424,6 +424,7 @@ class Orchestrator:
         return analysis.evaluate(
             self.prometheus, self.book, service=release.service, canary=canary, stable=stable,
             timing=timing, compare=step.weight < 100,
+            traffic_changed_at=float(release.counters["step_started"]),
         )  # fmt: skip
 
     def _save(

@@ -104,6 +104,8 @@ class Timing(Strict):
     # which needs at least two scrapes (1 s locally, typically 15–30 s in production).
     sample_step: Seconds | None = None
     sample_window: Seconds | None = None
+    # Seconds after each traffic change left out of the baseline comparison (Kayenta's warm-up).
+    warmup: float | None = Field(default=None, ge=0, le=86_400)
     metric_source: MetricSource | None = None
 
 
@@ -137,6 +139,9 @@ class Baseline(Strict):
     confidence: float = Field(default=0.98, gt=0.5, lt=1)
     sample_step: Seconds = 30
     sample_window: Seconds = 60
+    # A revision that just took traffic is slower for a while (cold caches, lazy imports, new
+    # connections): comparing those samples with a warm stable rolls back good canaries.
+    warmup: float = Field(default=60, ge=0, le=86_400)
     min_samples: int = Field(default=5, ge=3)
     pass_score: float = Field(default=95, ge=0, le=100)
     marginal_score: float = Field(default=75, ge=0, le=100)
@@ -267,6 +272,7 @@ class Playbook(Strict):
             window=override.window or self.analysis.window,
             sample_step=override.sample_step or self.baseline.sample_step,
             sample_window=override.sample_window or self.baseline.sample_window,
+            warmup=self.baseline.warmup if override.warmup is None else override.warmup,
             metric_source=override.metric_source or self.metric_source,
         )
 

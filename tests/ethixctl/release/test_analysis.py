@@ -153,6 +153,31 @@ def test_latency_fault_fails_p95_and_the_baseline(lab: Lab) -> None:
     assert latency.canary_mean is not None and latency.canary_mean > 0.25
 
 
+def test_samples_from_the_warm_up_after_a_traffic_change_are_not_compared(lab: Lab) -> None:
+    """Regression: a good canary, cold in its first seconds of traffic on a busy machine, was compared
+    with a warm stable and rolled back. Samples whose rate window reaches into the warm-up are left
+    out; until enough follow it the comparison has no data, while the threshold gates are judged."""
+    timing = TIMING.model_copy(update={"warmup": 2.0})
+    # The first sample kept is the one a warm-up (2 s) and a sample window (3 s) after the change.
+    recent, settled = lab.load_end - 7, lab.load_end - 9  # keeps the last 2 s / the last 4 s
+
+    good = _evaluate(lab, "backend-good", timing, traffic_changed_at=recent)
+    assert good.outcome is Outcome.INCONCLUSIVE, good.summary()
+    assert any("since the canary's warm-up ended" in reason for reason in good.reasons), good.reasons
+
+    slow = _evaluate(lab, "backend-slow", timing, traffic_changed_at=recent)
+    assert slow.outcome is Outcome.FAIL, slow.summary()  # the P95 gate does not wait for the warm-up
+    assert slow.baseline is not None and slow.baseline.verdict is ScoreVerdict.NODATA
+
+    slow = _evaluate(lab, "backend-slow", timing, traffic_changed_at=settled)
+    assert slow.baseline is not None and slow.baseline.verdict is ScoreVerdict.FAIL
+    latency = next(m for m in slow.baseline.metrics if m.name == "mean_latency")
+    assert (latency.canary_samples, latency.stable_samples) == (5, 5)
+    whole = _evaluate(lab, "backend-slow", timing)
+    assert whole.baseline is not None
+    assert min(m.canary_samples for m in whole.baseline.metrics) > 5  # the whole window, no warm-up
+
+
 @pytest.mark.parametrize("source", playbook.METRIC_SOURCES)
 def test_the_same_gates_judge_under_either_metric_source(lab: Lab, source: playbook.MetricSource) -> None:
     """``cloudrun`` reads Cloud Run's metric names, which the local Prometheus records from the app's
