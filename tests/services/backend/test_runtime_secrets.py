@@ -29,6 +29,31 @@ def _reader(**extra: dict[str, Version]) -> StaticReader:
     )
 
 
+# The backend's secrets by name, its database URL among them.
+DATABASE_URL_FROM_SECRETS = {
+    "secrets_project": "p",
+    "secret_jwt_signing_key": "jwt-signing-key",
+    "secret_session_key": "session-key",
+    "secret_database_url": "database-url",
+}
+
+
+def _two_database_versions(tmp_path: Path) -> tuple[str, str, StaticReader]:
+    """Two SQLite database URLs, and a reader whose database-url secret names the first."""
+    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
+    return first, second, _reader(**{"database-url": {"current": Version("1", first.encode())}})
+
+
+def _count(url: str, counters: str, key: str) -> int:
+    """The value of one expiring counter in the database at ``url`` (0 when absent)."""
+    store = open_store(url)
+    try:
+        counter = store.counters(counters).get(key)
+        return counter.value if counter else 0
+    finally:
+        store.close()
+
+
 def _metric(client: TestClient, name: str) -> dict[tuple[str, ...], float]:
     found: dict[tuple[str, ...], float] = {}
     for family in text_string_to_metric_families(client.get("/metrics").text):
@@ -139,15 +164,8 @@ def test_jwks_has_cache_headers_and_answers_304_to_a_matching_etag(client: TestC
 def test_a_new_database_url_version_reconnects_and_reports_the_version_in_use(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
-    reader = _reader(**{"database-url": {"current": Version("1", first.encode())}})
-    settings = make_settings(
-        K_REVISION="rev-under-test",
-        secrets_project="p",
-        secret_jwt_signing_key="jwt-signing-key",
-        secret_session_key="session-key",
-        secret_database_url="database-url",
-    )
+    _, second, reader = _two_database_versions(tmp_path)
+    settings = make_settings(K_REVISION="rev-under-test", **DATABASE_URL_FROM_SECRETS)
     with TestClient(create_app(settings, reader)) as client:
         secrets = client.app.state.secrets  # type: ignore[attr-defined]
         assert _metric(client, "ethix_secret_in_use_version") == {("database-url",): 1.0}
@@ -170,58 +188,32 @@ def test_rate_limits_count_in_the_database_of_the_new_database_url_version(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     """The per-client limits count in the document store: after a rotation, in the new database."""
-    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
-    reader = _reader(**{"database-url": {"current": Version("1", first.encode())}})
+    first, second, reader = _two_database_versions(tmp_path)
     settings = make_settings(
-        secrets_project="p",
-        secret_jwt_signing_key="jwt-signing-key",
-        secret_session_key="session-key",
-        secret_database_url="database-url",
+        **DATABASE_URL_FROM_SECRETS,
         rate_limit_enabled=True,
         rate_limit_default="1000/minute",
         rate_limit_auth="1000/minute",
     )
     key = parse_many("1000/minute")[0].key_for("client", "testclient")
 
-    def counted(url: str) -> int:
-        store = open_store(url)
-        try:
-            counter = store.counters(ratelimit.COUNTERS).get(key)
-            return counter.value if counter else 0
-        finally:
-            store.close()
-
     with TestClient(create_app(settings, reader)) as client:
         for _ in range(3):
             client.get("/api/v1/users/me")
-        assert (counted(first), counted(second)) == (3, 0)
+        assert (_count(first, ratelimit.COUNTERS, key), _count(second, ratelimit.COUNTERS, key)) == (3, 0)
         reader.set("database-url", "current", Version("2", second.encode()))
         client.app.state.secrets.refresh()  # type: ignore[attr-defined]
         for _ in range(2):
             client.get("/api/v1/users/me")
-        assert (counted(first), counted(second)) == (3, 2)
+        assert (_count(first, ratelimit.COUNTERS, key), _count(second, ratelimit.COUNTERS, key)) == (3, 2)
 
 
 def test_the_login_throttle_counts_in_the_database_of_the_new_database_url_version(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    first, second = (f"sqlite://{tmp_path / name}" for name in ("first.db", "second.db"))
-    reader = _reader(**{"database-url": {"current": Version("1", first.encode())}})
-    settings = make_settings(
-        secrets_project="p",
-        secret_jwt_signing_key="jwt-signing-key",
-        secret_session_key="session-key",
-        secret_database_url="database-url",
-    )
+    first, second, reader = _two_database_versions(tmp_path)
+    settings = make_settings(**DATABASE_URL_FROM_SECRETS)
     key = throttle.account_key("nobody@example.com")
-
-    def failures(url: str) -> int:
-        store = open_store(url)
-        try:
-            counter = store.counters(throttle.COUNTERS).get(key)
-            return counter.value if counter else 0
-        finally:
-            store.close()
 
     wrong = {"email": "nobody@example.com", "password": "wrong-password"}
     with TestClient(create_app(settings, reader)) as client:
@@ -229,4 +221,4 @@ def test_the_login_throttle_counts_in_the_database_of_the_new_database_url_versi
         reader.set("database-url", "current", Version("2", second.encode()))
         client.app.state.secrets.refresh()  # type: ignore[attr-defined]
         assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
-    assert (failures(first), failures(second)) == (1, 1)
+    assert (_count(first, throttle.COUNTERS, key), _count(second, throttle.COUNTERS, key)) == (1, 1)
