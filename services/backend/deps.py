@@ -18,6 +18,7 @@ from services.backend.security import InvalidToken, verify_token
 from services.backend.settings import BackendSettings
 from services.backend.throttle import LoginThrottle
 from services.common.docstore import DocStore, Filter
+from services.common.forwarded import scope_client
 from services.common.secrets import RuntimeSecrets
 from services.common.storage import ObjectStore
 
@@ -85,7 +86,7 @@ async def _throttle(request: Request) -> LoginThrottle:
 
 async def _client_address(request: Request) -> str:
     # Behind ETHIX_TRUSTED_PROXY_HOPS proxies, services/common/forwarded.py has put the client here.
-    return request.client.host if request.client else "unknown"
+    return scope_client(request.scope)
 
 
 Settings = Annotated[BackendSettings, Depends(_settings)]
