@@ -108,7 +108,7 @@ class SecretNames:
             settings.secret_sentry_dsn,
         )
 
-    def all(self) -> list[str]:
+    def required(self) -> list[str]:
         """The secrets the service cannot start without."""
         return [n for n in (self.jwt_signing_key, self.session_key, self.database_url) if n is not None]
 
@@ -244,7 +244,7 @@ def create_app(settings: BackendSettings | None = None, reader: SecretReader | N
         app.state.keys = None
         secrets = RuntimeSecrets(
             reader or secret_reader(settings),
-            names.all(),
+            names.required(),
             refresh_seconds=settings.secrets_refresh_seconds,
             service=settings.service_name,
             revision=settings.revision,
