@@ -574,12 +574,13 @@ class Router:
                     return pid
                 # A port nobody listens on yet is a Caddy still starting (another thread's `start`):
                 # wait for it. Restarting it here would kill it mid-start.
-                if holding.shared and part.process is None:
-                    procs.stop_pid(pid)  # not ours to restart in place: the daemon's supervision does
-                elif holding.shared:
-                    part.stop()
-                    part.start()
-                    continue
+                if holding.shared:
+                    if part.process is None:
+                        procs.stop_pid(pid)  # not ours to restart in place: the daemon's supervision does
+                    else:
+                        part.stop()
+                        part.start()
+                        continue
             if time.monotonic() > deadline:
                 raise PlatformUnavailable(
                     f"the router ({part.name}) is not running, or not on an admin port of its own",
