@@ -185,18 +185,18 @@ def test_error_fault_is_rolled_back_at_the_first_step_and_stable_serves_througho
 def test_latency_regression_is_rolled_back_by_p95_without_waiting_for_the_baseline(
     platform: Platform, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The P95 gate fails on enough requests while the baseline comparison is still in the canary's
-    warm-up: the release does not wait for it. (The comparison catching a slow canary on its own:
-    tests/ethixctl/release/test_analysis.py.)"""
+    """The P95 gate fails on enough requests, and the release rolls back on it without waiting for the
+    baseline comparison: that may still be in the canary's warm-up (NoData) or already see the slow
+    canary (High), depending on how soon the requests add up. (The comparison catching a slow canary
+    on its own: tests/ethixctl/release/test_analysis.py.)"""
     stable = next(iter(platform.serving()))
     code, events = release(platform, capsys, *LOAD, "--set-env", "ETHIX_FAULT_LATENCY_MS=2500")
     assert code == ExitCode.ROLLED_BACK, events[-1]
     assert platform.serving() == {stable: 100}
-    verdicts = [e["verdict"] for e in gate_events(events)]
-    p95 = [g for v in verdicts for g in v["gates"] if g["name"] == "p95_latency" and g["passed"] is False]
-    assert p95 and 2.0 <= p95[-1]["value"] < 5.0
-    deciding = verdicts[-1]
+    deciding = [e["verdict"] for e in gate_events(events)][-1]
     assert deciding["outcome"] == "fail", deciding
+    [p95] = [g for g in deciding["gates"] if g["name"] == "p95_latency"]
+    assert p95["passed"] is False and 2.0 <= p95["value"] < 5.0, p95
     baseline = [m for m in deciding["baseline"]["metrics"] if m["name"] == "mean_latency"]
     assert [m["classification"] for m in baseline] in (["NoData"], ["High"]), baseline
 
