@@ -111,6 +111,12 @@ class PortHolding:
         return not self.shared and not self.missing
 
 
+# How many looks at the socket tables must agree before a port counts as shared or missing, and the
+# pause between them (see `port_holding`).
+PORT_LOOKS = 3
+PORT_LOOK_PAUSE = 0.02
+
+
 def port_holding(owner_pid: int, ports: Iterable[int]) -> PortHolding | None:
     """Whether ``owner_pid`` alone listens on each of ``ports``; None off Linux (no sock_diag, no /proc).
 
@@ -118,21 +124,52 @@ def port_holding(owner_pid: int, ports: Iterable[int]) -> PortHolding | None:
     with the same port in mind) binds the same port without an error and the kernel splits the
     connections between the two. Only the socket tables show it: a port counts as held once the
     process that bound it is its only listener.
+
+    One look is not enough: a process may replace its own socket on a port (Caddy opens a new admin
+    socket and closes the old one on every config load). A look that lists the listening sockets just
+    before the old one closes, and the owner's descriptors just after, finds a listener the owner does
+    not hold. So a port is reported shared or missing only when PORT_LOOKS successive looks,
+    PORT_LOOK_PAUSE apart, all say so: a socket being replaced has settled by then, a second listener
+    or a missing one has not.
     """
     if not hasattr(socket, "AF_NETLINK") or not os.path.isdir(f"/proc/{os.getpid()}/fd"):
         return None
-    listeners = _listening_inodes(set(ports))
-    owned = set()
-    with contextlib.suppress(OSError):  # an owner that is gone holds nothing
-        for fd in os.listdir(f"/proc/{owner_pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{owner_pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    owned.add(int(target[len("socket:[") : -1]))
+    shared = missing = set(ports)
+    for look in range(PORT_LOOKS):
+        if look:
+            time.sleep(PORT_LOOK_PAUSE)
+        holding = _look_at_listeners(owner_pid, shared | missing)
+        shared, missing = shared & holding.shared, missing & holding.missing
+        if not shared and not missing:
+            break
+    return PortHolding(shared=frozenset(shared), missing=frozenset(missing))
+
+
+def _look_at_listeners(owner_pid: int, ports: set[int]) -> PortHolding:
+    """One look, taken so that the owner replacing a socket meanwhile does not count against it.
+
+    A listener is another process's only when the socket table lists it both before and after the
+    owner's descriptors are read (so it existed all along) and no reading finds it among them; the
+    owner listens when either reading finds one of the port's listeners."""
+    before = _listening_inodes(ports)
+    owned = _socket_inodes(owner_pid)
+    after = _listening_inodes(ports)
+    owned |= _socket_inodes(owner_pid)
     return PortHolding(
-        shared=frozenset(port for port, inodes in listeners.items() if inodes - owned),
-        missing=frozenset(port for port, inodes in listeners.items() if not inodes & owned),
+        shared=frozenset(port for port in ports if (before[port] & after[port]) - owned),
+        missing=frozenset(port for port in ports if not (before[port] | after[port]) & owned),
     )
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    with contextlib.suppress(OSError):  # a process that is gone holds nothing
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
 
 
 @dataclass

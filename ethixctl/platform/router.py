@@ -85,8 +85,9 @@ from ethixctl.platform.state import read_json, write_json
 PORT_ATTEMPTS = 8
 _BIND_FAILED = re.compile(r"127\.0\.0\.1:(\d+): bind: address already in use")
 
-# Edge → split hop: how a request that met a split swap is replayed (see the module docstring).
-EDGE_RETRIES = 20
+# Edge → split hop: how a request that met a split swap is replayed (see the module docstring): every
+# EDGE_TRY_INTERVAL for EDGE_TRY_DURATION, however many tries that is, so that a split Caddy being
+# restarted by its supervisor (about a second) holds requests instead of failing them with a 502.
 EDGE_TRY_DURATION = "5s"
 EDGE_TRY_INTERVAL = "20ms"
 # Request bodies up to this size are buffered at the edge so that they can be replayed.
@@ -386,7 +387,6 @@ class Router:
                         "upstreams": [{"dial": f"127.0.0.1:{inner}"}],
                         "request_buffers": EDGE_REQUEST_BUFFER,
                         "load_balancing": {
-                            "retries": EDGE_RETRIES,
                             "try_duration": EDGE_TRY_DURATION,
                             "try_interval": EDGE_TRY_INTERVAL,
                             "retry_match": [{"method": REPLAYABLE_METHODS}],

@@ -119,3 +119,42 @@ def test_port_holding_tells_a_port_held_alone_from_one_shared_through_so_reusepo
             other.communicate("")
     gone = procs.port_holding(os.getpid(), [port])
     assert gone is not None and gone.missing == {port} and not gone.shared
+
+
+# Caddy on every config load: a new SO_REUSEPORT socket on the same port first, then the old one closed.
+# Here every millisecond; a traffic flip loads the split Caddy every 100 ms at the fastest.
+REPLACE_LISTENER_IN_A_LOOP = """
+import socket, sys, time
+def listen():
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+    sock.listen()
+    return sock
+old = listen()
+print("listening", flush=True)
+while True:
+    time.sleep(0.001)
+    new = listen()
+    old.close()
+    old = new
+"""
+
+
+def test_a_listener_replaced_by_its_own_process_stays_held_alone() -> None:
+    """Regression: a Caddy replaces its admin socket on every config load. When the old socket closed
+    between the kernel's socket table and the reading of the owner's descriptors, the port looked
+    shared, and the router killed its own split Caddy in the middle of a traffic flip (502s)."""
+    with _reuseport_listener() as probe:
+        port = probe.getsockname()[1]
+    owner = subprocess.Popen(
+        [sys.executable, "-c", REPLACE_LISTENER_IN_A_LOOP, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline() == "listening\n"
+        looks = [procs.port_holding(owner.pid, [port]) for _ in range(1000)]
+    finally:
+        owner.kill()
+        owner.wait()
+    wrong = [holding for holding in looks if holding is None or not holding.exclusive]
+    assert wrong == [], f"{len(wrong)} of {len(looks)} looks: {wrong[:3]}"

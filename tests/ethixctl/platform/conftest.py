@@ -129,6 +129,15 @@ def parts_idle(tmp_path: Path) -> Iterator[Parts]:
 LOAD_WORKERS = 4
 
 
+def router_errors(state_dir: Path) -> list[str]:
+    """The router's own account of failed requests (Caddy logs them at error level): what a failed
+    load assertion shows besides the outcome counts."""
+    lines: list[str] = []
+    for log in sorted((state_dir / "logs").glob("caddy-*.log")):
+        lines += [f"{log.name}: {line}" for line in log.read_text().splitlines() if '"level":"error"' in line]
+    return lines[-20:]
+
+
 def changes_under_load(
     change: Callable[[int], None],
     request: Callable[[httpx.Client, int], str],

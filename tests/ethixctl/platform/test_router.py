@@ -226,6 +226,24 @@ def test_removed_listener_closes_and_a_dead_half_restarts_alone_with_its_config(
     assert len(pids) == 2 and not any(procs.pid_alive(pid) for pid in pids)
 
 
+def test_a_request_arriving_while_the_split_restarts_waits_for_it(
+    router: Router, upstreams: list[str]
+) -> None:
+    """The edge replays a request whose split hop fails for its whole try duration, so a split Caddy
+    restarted by its supervisor (here after 1 s) answers it. Regression: the edge gave up after 20 quick
+    tries (about 0.4 s), and the four requests in flight when a split was restarted got 502s."""
+    router.set_listener("svc", procs.free_port(), {upstreams[0]: 100})
+    port = router.listeners()["svc"].port  # the router moves a port it finds shared
+    router.split.stop()
+    restart = threading.Timer(1.0, router.split.start)
+    restart.start()
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+    finally:
+        restart.join()
+    assert response.status_code == 200 and response.text.startswith("rev-1")
+
+
 @contextlib.contextmanager
 def caddy_squatting(port: int, home: Path) -> Iterator[int]:
     """Another Caddy (another platform's, say) listening on ``port``, with SO_REUSEPORT as every Caddy."""

@@ -14,7 +14,7 @@ from ethixctl import procs
 from ethixctl.errors import UsageError
 from ethixctl.platform.runtime import RevisionSpec, RevisionState
 from ethixctl.platform.supervisor import LocalRuntime
-from tests.ethixctl.platform.conftest import Parts, changes_under_load
+from tests.ethixctl.platform.conftest import Parts, changes_under_load, router_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -113,7 +113,7 @@ def test_traffic_flips_under_load_never_answer_with_an_error(parts: Parts) -> No
     results = flip_under_load(parts)
     assert results["ok"] >= 200, results
     # Every answer is a 200 from a real revision: no 502/503 while upstreams change.
-    assert not [key for key in results if key.startswith("http ")], results
+    assert not [key for key in results if key.startswith("http ")], (results, router_errors(parts.state_dir))
     transport_failures = sum(n for key, n in results.items() if key != "ok")
     assert transport_failures / sum(results.values()) < 0.02, results
 
@@ -123,10 +123,10 @@ def test_zero_failed_requests_while_traffic_flips(parts: Parts) -> None:
     # a steady load: not one request may fail. Before the edge/split router this lost ~0.3-0.7%.
     # The request rate this holds at is measured by bench/bench_platform.py.
     results = flip_under_load(parts, flips=16, interval=0.25)
-    assert set(results) == {"ok"}, results
+    assert set(results) == {"ok"}, (results, router_errors(parts.state_dir))
     # The same, flipping as fast as the benchmark does (every 100 ms).
     results = flip_under_load(parts, flips=20, interval=0.1, start=False)
-    assert set(results) == {"ok"}, results
+    assert set(results) == {"ok"}, (results, router_errors(parts.state_dir))
 
 
 def test_crashed_revision_is_restarted_and_serves_again(parts: Parts) -> None:
