@@ -89,6 +89,8 @@ class CloudRun:
         self, name: str, body: run_v2.Service, allow_missing: bool, validate_only: bool = False
     ) -> operations_pb2.Operation:
         with self._store.lock:
+            # A change sent while this control plane restores the service after its restart waits for it.
+            self._store.await_restored(name)
             if name not in self._store.services and allow_missing:
                 parsed = parse_service(name)
                 return self.create_service(parsed.parent.path, parsed.service, body, validate_only)

@@ -17,11 +17,16 @@ from ethixctl.platform.controlplane.store import message_from_dict, message_to_d
 
 # The `busy` owner of a service whose revisions are being restarted after a control-plane restart.
 RESTORE = "restore"
+# How long a change waits for its service's restore instead of being refused (a restore re-programs the
+# router and restarts what the stored traffic needs: seconds, more on a loaded machine).
+RESTORE_WAIT = 30.0
 
 
 class ServiceStore:
     def __init__(self, path: Path):
         self.lock = threading.RLock()
+        # Notified whenever a service is released (see `await_restored`).
+        self.released = threading.Condition(self.lock)
         self._path = path
         data = read_json(path) or {}
         self.services: dict[str, run_v2.Service] = {
@@ -64,5 +69,14 @@ class ServiceStore:
 
     def release(self, service_name: str, owner: str) -> None:
         """`owner` (an operation, or RESTORE) is done with the service: it takes changes again."""
-        if self.busy.get(service_name) == owner:
-            del self.busy[service_name]
+        with self.lock:
+            if self.busy.get(service_name) == owner:
+                del self.busy[service_name]
+                self.released.notify_all()
+
+    def await_restored(self, service_name: str, timeout: float = RESTORE_WAIT) -> None:
+        """Wait (the lock released meanwhile) while the control plane restores the service after its own
+        restart: a client's change sent then waits for it rather than being refused as overlapping,
+        since no other change is in progress. Another client's change in progress is still refused."""
+        with self.lock:
+            self.released.wait_for(lambda: self.busy.get(service_name) != RESTORE, timeout)
