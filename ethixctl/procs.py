@@ -125,12 +125,12 @@ def port_holding(owner_pid: int, ports: Iterable[int]) -> PortHolding | None:
     connections between the two. Only the socket tables show it: a port counts as held once the
     process that bound it is its only listener.
 
-    One look is not enough: a process may replace its own socket on a port (Caddy opens a new admin
-    socket and closes the old one on every config load). A look that lists the listening sockets just
-    before the old one closes, and the owner's descriptors just after, finds a listener the owner does
-    not hold. So a port is reported shared or missing only when PORT_LOOKS successive looks,
-    PORT_LOOK_PAUSE apart, all say so: a socket being replaced has settled by then, a second listener
-    or a missing one has not.
+    A process may replace its own socket on a port (Caddy opens a new admin socket and closes the old
+    one on every config load). Reading the listening sockets just before the old one closes, and the
+    owner's descriptors just after, finds a listener the owner does not hold. So each look reads the
+    socket table on both sides of the descriptors (`_look_at_listeners`), and a port is reported
+    shared or missing only when PORT_LOOKS successive looks, PORT_LOOK_PAUSE apart, all say so: a
+    socket being replaced has settled by then, a second listener or a missing one has not.
     """
     if not hasattr(socket, "AF_NETLINK") or not os.path.isdir(f"/proc/{os.getpid()}/fd"):
         return None
