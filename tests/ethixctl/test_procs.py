@@ -145,8 +145,7 @@ def test_a_listener_replaced_by_its_own_process_stays_held_alone() -> None:
     """Regression: a Caddy replaces its admin socket on every config load. When the old socket closed
     between the kernel's socket table and the reading of the owner's descriptors, the port looked
     shared, and the router killed its own split Caddy in the middle of a traffic flip (502s)."""
-    with _reuseport_listener() as probe:
-        port = probe.getsockname()[1]
+    port = procs.free_port()
     owner = subprocess.Popen(
         [sys.executable, "-c", REPLACE_LISTENER_IN_A_LOOP, str(port)], stdout=subprocess.PIPE, text=True
     )

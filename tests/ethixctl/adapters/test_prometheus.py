@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,18 @@ from ethixctl.platform.prometheus import PrometheusServer
 from tests.httpserver import serve
 
 pytestmark = pytest.mark.e2e
+
+
+Answer = TypeVar("Answer")
+
+
+def until_scraped(look: Callable[[], Answer]) -> Answer:
+    """``look()`` again, for up to 20 s, while it answers empty: until a scrape has landed."""
+    deadline = time.monotonic() + 20
+    while not (answer := look()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return answer
+
 
 EXPOSITION = b"""# TYPE demo_requests_total counter
 demo_requests_total{route="/a"} 5
@@ -44,9 +57,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         server.set_target("demo", "live", exporter_url.removeprefix("http://"))
         server.set_target("demo", "dead", f"127.0.0.1:{procs.free_port()}")
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not client.query("demo_requests_total"):
-                time.sleep(0.5)
+            until_scraped(lambda: client.query("demo_requests_total"))
             yield client
         finally:
             server.stop()
@@ -74,13 +85,11 @@ def test_bad_promql_is_a_query_error(prometheus: Prometheus) -> None:
 def test_query_range_groups_by_series(prometheus: Prometheus) -> None:
     # Seen once empty on a loaded machine (both series stale over the whole last minute, cause not
     # found): look again until a scrape has landed, as the fixture does before the first query.
-    deadline = time.monotonic() + 20
-    while True:
+    def last_minute() -> dict[frozenset[tuple[str, str]], list[tuple[float, float]]]:
         now = time.time()
-        series = prometheus.query_range("demo_requests_total", now - 60, now, 1)
-        if series or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return prometheus.query_range("demo_requests_total", now - 60, now, 1)
+
+    series = until_scraped(last_minute)
     assert {dict(labels)["route"] for labels in series} == {"/a", "/b"}
     assert all(points for points in series.values())
 
